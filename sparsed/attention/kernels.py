@@ -1,0 +1,238 @@
+"""Attention kernels shared by the methods: dense SDPA / FA3 / FA4 and block-sparse Flex / FA4.
+
+Everything takes q [B, Hq, L, D] and k, v [B, Hkv, L, D] (GQA when Hq > Hkv) and returns [B, Hq, L, D].
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+SDPA_BACKENDS: dict[str, list[SDPBackend]] = {
+    "cudnn": [SDPBackend.CUDNN_ATTENTION],
+    "flash": [SDPBackend.FLASH_ATTENTION],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+    "math": [SDPBackend.MATH],
+}
+DENSE_BACKENDS = ("auto", *SDPA_BACKENDS, "fa3", "fa4")
+SPARSE_KERNELS = ("flex", "fa4", "sdpa_mask")
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+@functools.cache
+def fa3_func() -> Callable | None:
+    """The forward-only FA3 wheel (``fa3_fwd_interface``) or the official ``flash_attn_interface``."""
+    for mod in ("fa3_fwd_interface", "flash_attn_interface"):
+        try:
+            return __import__(mod).flash_attn_func
+        except Exception:  # noqa: BLE001 - any import failure means "not available here"
+            continue
+    return None
+
+
+@functools.cache
+def fa4_module():  # noqa: ANN201 - optional dependency
+    try:
+        import flash_attn.cute as fac  # type: ignore[import-not-found]
+        from flash_attn.cute.block_sparsity import (  # type: ignore[import-not-found]
+            BlockSparseTensorsTorch,
+        )
+
+        return fac.flash_attn_func, BlockSparseTensorsTorch
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def available_dense_backends() -> list[str]:
+    """The dense backends this machine can run (CUDA-only ones are listed only with a GPU)."""
+    names = ["auto", "math"]
+    if torch.cuda.is_available():
+        names += ["cudnn", "flash", "efficient"]
+        if fa3_func() is not None:
+            names.append("fa3")
+        if fa4_module() is not None:
+            names.append("fa4")
+    else:
+        names += ["flash", "efficient"]  # PyTorch has CPU kernels under these names
+    return names
+
+
+def _first(out: torch.Tensor | tuple) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def dense_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_valid: torch.Tensor | None = None,
+    backend: str = "auto",
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Bidirectional attention over all (valid) keys."""
+    n_rep = q.shape[1] // k.shape[1]
+    if backend in ("fa3", "fa4") and key_valid is None:
+        fn = fa3_func() if backend == "fa3" else (fa4_module() or (None,))[0]
+        if fn is None:
+            raise RuntimeError(f"attention.backend={backend} is not importable on this machine")
+        out = _first(fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale))
+        return out.transpose(1, 2)
+    mask = None if key_valid is None else key_valid[:, None, None, :]
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+    if backend in ("auto", "fa3", "fa4") or not q.is_cuda and backend == "cudnn":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    with sdpa_kernel(SDPA_BACKENDS[backend]):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-sparse attention from a block-level selection grid
+# ---------------------------------------------------------------------------------------------
+
+
+def grid_to_kv_layout(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """bool [B, H, nq, nk] -> (counts int32 [B, H, nq], indices int32 [B, H, nq, nk]).
+
+    Selected key blocks come first, in ascending order; the width stays ``nk`` so that shapes (and
+    therefore compiled kernels) do not change with the number kept.
+    """
+    nk = grid.shape[-1]
+    counts = grid.sum(-1, dtype=torch.int32)
+    order = torch.arange(nk, device=grid.device, dtype=torch.int32)
+    indices = torch.where(grid, order, order + nk).argsort(dim=-1).to(torch.int32)
+    return counts.contiguous(), indices.contiguous()
+
+
+@functools.cache
+def _compiled_flex() -> Callable:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    # Every new sequence length is a new graph; the default limit (8) would silently fall back to
+    # eager flex, which materialises the full score matrix.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 1024)
+    if hasattr(torch._dynamo.config, "recompile_limit"):
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def _padding_mask_mod(valid_len: torch.Tensor) -> Callable:
+    def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 - flex's signature
+        return kv_idx < valid_len[b]
+
+    return mask_mod
+
+
+def flex_block_sparse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grid: torch.Tensor,
+    block_size: int,
+    valid_len: torch.Tensor | None = None,
+    compile: bool | None = None,
+) -> torch.Tensor:
+    """FlexAttention restricted to the key blocks selected in ``grid`` ([B, Hq, nq, nk]).
+
+    The BlockMask is built straight from the block grid (``BlockMask.from_kv_blocks``): selected
+    blocks are "full" blocks, so no per-element mask function runs. ``valid_len`` ([B], rows padded on
+    the right) turns the blocks that straddle a row's end into partial blocks with a padding mask.
+    """
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    B, Hq, L, _ = q.shape
+    nb = math.ceil(L / block_size)
+    if valid_len is None:
+        counts, idx = grid_to_kv_layout(grid)
+        bm = BlockMask.from_kv_blocks(
+            torch.zeros_like(counts), idx, counts, idx,
+            BLOCK_SIZE=(block_size, block_size), mask_mod=None, seq_lengths=(L, L),
+        )
+    else:
+        block_start = torch.arange(nb, device=grid.device) * block_size
+        vl = valid_len.to(grid.device)[:, None, None, None]
+        inside = grid & (block_start + block_size <= vl)  # wholly before the row's end
+        straddle = grid & (block_start < vl) & (block_start + block_size > vl)
+        full_cnt, full_idx = grid_to_kv_layout(inside)
+        part_cnt, part_idx = grid_to_kv_layout(straddle)
+        bm = BlockMask.from_kv_blocks(
+            part_cnt, part_idx, full_cnt, full_idx,
+            BLOCK_SIZE=(block_size, block_size), mask_mod=_padding_mask_mod(valid_len.to(q.device)),
+            seq_lengths=(L, L),
+        )
+    enable_gqa = Hq != k.shape[1]
+    use_compile = q.is_cuda if compile is None else compile
+    kernel_options = None
+    if q.is_cuda and block_size < 128:
+        kernel_options = {"BLOCK_M": block_size, "BLOCK_N": block_size}
+    fn = _compiled_flex() if use_compile else flex_attention
+    return fn(q, k, v, block_mask=bm, enable_gqa=enable_gqa, kernel_options=kernel_options)
+
+
+def fa4_block_sparse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: torch.Tensor, block_size: int
+) -> torch.Tensor:
+    """FlashAttention-4's block-sparse forward (Hopper/Blackwell) with the selected blocks as full blocks."""
+    mod = fa4_module()
+    if mod is None:
+        raise RuntimeError("sparsed.kernel=fa4 needs flash_attn.cute (FlashAttention-4), not importable here")
+    fn, BlockSparseTensorsTorch = mod
+    counts, idx = grid_to_kv_layout(grid)
+    bst = BlockSparseTensorsTorch(
+        mask_block_cnt=torch.zeros_like(counts), mask_block_idx=idx,
+        full_block_cnt=counts, full_block_idx=idx, block_size=(block_size, block_size),
+    )
+    out = _first(fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_sparse_tensors=bst))
+    return out.transpose(1, 2)
+
+
+def token_mask_from_grid(grid: torch.Tensor, block_size: int, length: int) -> torch.Tensor:
+    """Expand a block grid to a token-level bool mask [B, H, L, L] (small inputs / checks only)."""
+    tok = grid.repeat_interleave(block_size, dim=-2).repeat_interleave(block_size, dim=-1)
+    return tok[..., :length, :length]
+
+
+def sdpa_block_sparse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grid: torch.Tensor,
+    block_size: int,
+    valid_len: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Masked-SDPA version of the block-sparse attention: the slow, obviously-correct reference."""
+    L = q.shape[2]
+    mask = token_mask_from_grid(grid, block_size, L)
+    if valid_len is not None:
+        mask = mask & (torch.arange(L, device=q.device)[None, :] < valid_len[:, None])[:, None, None, :]
+    n_rep = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=mask)
+
+
+def block_sparse_attention(
+    kernel: str,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grid: torch.Tensor,
+    block_size: int,
+    valid_len: torch.Tensor | None = None,
+    compile: bool | None = None,
+) -> torch.Tensor:
+    if kernel == "flex":
+        return flex_block_sparse(q, k, v, grid, block_size, valid_len, compile)
+    if kernel == "fa4" and valid_len is None:
+        return fa4_block_sparse(q, k, v, grid, block_size)
+    if kernel in ("sdpa_mask", "fa4"):
+        return sdpa_block_sparse(q, k, v, grid, block_size, valid_len)
+    raise ValueError(f"unknown sparse kernel {kernel!r}; allowed: {', '.join(SPARSE_KERNELS)}")

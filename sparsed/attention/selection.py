@@ -1,0 +1,161 @@
+"""SparseD's head-specific block selection (the pattern), one query block at a time.
+
+``select_blocks`` returns a bool grid [B, Hq, nB, nB]: for every head and query block, the key blocks
+that later steps attend to. Two rule sets:
+
+* ``reference`` reproduces the released SparseD code: importance is the mean of the softmax over a
+  zero-padded ``bs x bs`` tile (divided by bs^2 even for a partial block), pass 1 keeps the top
+  ``int(nB*select)+1`` blocks among *all* key blocks and then drops the generation ones, pass 2
+  re-normalises the softmax over generation keys and keeps ``int(n_gen*select)+1`` of them; the block
+  straddling the prompt/generation boundary counts as prompt.
+* ``paper`` follows Eq. 6: one softmax over all keys, block averages over the real entries, and the top
+  ``ceil(select * n)`` blocks among prompt blocks and, separately, among generation blocks (a block that
+  straddles the boundary is a candidate in both).
+
+Only one query block's scores ([B, Hq, bs, L]) exist at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+COMPAT_MODES = ("reference", "paper")
+
+
+@dataclass
+class SelectionRule:
+    block_size: int
+    select: float
+    compat: str = "reference"
+    isolated: bool = True
+    scale: float | None = None  # softmax scale of the importance scores; None = 1/sqrt(head_dim)
+
+
+def keep_count(n_blocks: int, select: float, compat: str) -> int:
+    if n_blocks <= 0:
+        return 0
+    k = int(n_blocks * select) + 1 if compat == "reference" else math.ceil(n_blocks * select - 1e-9)
+    return min(n_blocks, max(1, k))
+
+
+def _block_sums(p: torch.Tensor, block_size: int, n_blocks: int) -> torch.Tensor:
+    """p [..., rows, keys] -> sums over rows and over each key block: [..., n_blocks]."""
+    col = p.sum(dim=-2)
+    pad = n_blocks * block_size - col.shape[-1]
+    if pad:
+        col = torch.nn.functional.pad(col, (0, pad))
+    return col.reshape(*col.shape[:-1], n_blocks, block_size).sum(-1)
+
+
+def _topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    out = torch.zeros_like(scores, dtype=torch.bool)
+    if k > 0:
+        out.scatter_(-1, scores.topk(k, dim=-1).indices, True)
+    return out
+
+
+def _row_probs(q_blk: torch.Tensor, k: torch.Tensor, scale: float, n_rep: int) -> torch.Tensor:
+    """Softmax over keys in float32 for one query block: [B, Hq, rows, L_keys]."""
+    B, Hq, R, D = q_blk.shape
+    Hkv = k.shape[1]
+    qg = q_blk.reshape(B, Hkv, n_rep * R, D)  # GQA without materialising repeated keys
+    s = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
+    return torch.softmax(s, dim=-1).reshape(B, Hq, R, -1)
+
+
+def select_blocks_row(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    prompt_len: int,
+    rule: SelectionRule,
+    debug: dict | None = None,
+) -> torch.Tensor:
+    """Selection for one batch row (q [1, Hq, L, D], k [1, Hkv, L, D], all tokens real)."""
+    _, Hq, L, D = q.shape
+    bs = rule.block_size
+    nb = math.ceil(L / bs)
+    n_rep = Hq // k.shape[1]
+    scale = rule.scale if rule.scale is not None else 1.0 / math.sqrt(D)
+    ref = rule.compat == "reference"
+    # `last`: first key block of the generation region (the reference counts a straddling block as prompt)
+    last = min(math.ceil(prompt_len / bs), nb - 1) if ref else min(prompt_len // bs, nb - 1)
+    first_gen_block = last
+    n_prompt_blocks = last if ref else math.ceil(prompt_len / bs)
+    n_gen = nb - first_gen_block
+    grid = torch.zeros(1, Hq, nb, nb, dtype=torch.bool, device=q.device)
+    k_all = keep_count(nb, rule.select, rule.compat)
+    k_pre = keep_count(n_prompt_blocks, rule.select, rule.compat)
+    k_gen = keep_count(n_gen, rule.select, rule.compat)
+    col_counts = torch.full((nb,), float(bs), device=q.device)
+    col_counts[-1] = L - (nb - 1) * bs
+    imp_all, imp_gen = [], []
+    for i in range(nb):
+        q_blk = q[:, :, i * bs : (i + 1) * bs]
+        rows = q_blk.shape[2]
+        p = _row_probs(q_blk, k, scale, n_rep)
+        if ref:
+            p = p.to(q.dtype)  # the reference pools the softmax in the model's dtype
+            imp = _block_sums(p.float(), bs, nb) / (bs * bs)
+        else:
+            imp = _block_sums(p, bs, nb) / (rows * col_counts)
+        if debug is not None:
+            imp_all.append(imp)
+        if not rule.isolated:
+            grid[:, :, i] = _topk_mask(imp, k_all)
+            continue
+        if ref:
+            sel = _topk_mask(imp, k_all)
+            sel[..., last:] = False
+            kg = k[:, :, last * bs :]
+            pg = _row_probs(q_blk, kg, scale, n_rep).to(q.dtype).float()
+            imp_g = _block_sums(pg, bs, n_gen) / (bs * bs)
+            if debug is not None:
+                imp_gen.append(imp_g)
+            sel[..., last:] |= _topk_mask(imp_g, k_gen)
+        else:
+            sel = torch.zeros_like(imp, dtype=torch.bool)
+            if n_prompt_blocks:
+                sel[..., :n_prompt_blocks] = _topk_mask(imp[..., :n_prompt_blocks], k_pre)
+            sel[..., first_gen_block:] |= _topk_mask(imp[..., first_gen_block:], k_gen)
+        grid[:, :, i] = sel
+    if debug is not None:
+        debug["importance_all"] = torch.stack(imp_all, dim=2)
+        if imp_gen:
+            debug["importance_gen"] = torch.stack(imp_gen, dim=2)
+        debug["last"] = last
+    return grid
+
+
+def select_blocks(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    prompt_len: int,
+    rule: SelectionRule,
+    valid_len: torch.Tensor | None = None,
+    debug: dict | None = None,
+) -> torch.Tensor:
+    """Block grid [B, Hq, nB, nB] for a batch whose rows are real tokens followed by padding.
+
+    ``prompt_len`` counts the prompt tokens of an unpadded row; row b has ``L - valid_len[b]`` padding
+    tokens, all of them prompt padding, so its own prompt is ``prompt_len - (L - valid_len[b])``.
+    """
+    B, Hq, L, _ = q.shape
+    bs = rule.block_size
+    nb = math.ceil(L / bs)
+    if valid_len is None:
+        if B == 1:
+            return select_blocks_row(q, k, prompt_len, rule, debug)
+        valid_len = torch.full((B,), L, dtype=torch.long)
+    rows = []
+    for b in range(B):
+        n = int(valid_len[b])
+        g = select_blocks_row(q[b : b + 1, :, :n], k[b : b + 1, :, :n], prompt_len - (L - n), rule)
+        full = torch.zeros(1, Hq, nb, nb, dtype=torch.bool, device=q.device)
+        nbr = g.shape[-1]
+        full[..., :nbr, :nbr] = g
+        full[..., nbr:, 0] = True  # padding-only query blocks: keep one real key block (no empty rows)
+        rows.append(full)
+    return torch.cat(rows, dim=0)

@@ -1,0 +1,53 @@
+"""StreamingLLM baseline: attention sinks (the first keys) plus a bidirectional sliding window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sparsed.attention.masked import FixedPatternMethod, MaskMod
+from sparsed.attention.sliding_window import window_density
+from sparsed.config_errors import ConfigError
+
+
+@dataclass
+class StreamingLLMSettings:
+    ws: int = 2048  # window width in tokens (ws//2 each side)
+    sink_ratio: float = 0.1  # sinks = this fraction of the sequence length (the paper: 10 %)
+    sinks: int = 0  # a fixed number of sink tokens; overrides sink_ratio when > 0
+
+    def validate(self) -> None:
+        if self.ws <= 0:
+            raise ConfigError(f"attention.ws={self.ws} must be a positive number of tokens")
+        if not 0.0 <= self.sink_ratio < 1.0:
+            raise ConfigError(f"attention.sink_ratio={self.sink_ratio} is outside [0, 1)")
+        if self.sinks < 0:
+            raise ConfigError(f"attention.sinks={self.sinks} must be >= 0")
+
+
+class StreamingLLM(FixedPatternMethod):
+    name = "streaming_llm"
+
+    def __init__(self, settings: StreamingLLMSettings) -> None:
+        super().__init__()
+        settings.validate()
+        self.s = settings
+
+    def n_sinks(self, length: int) -> int:
+        return self.s.sinks if self.s.sinks > 0 else int(length * self.s.sink_ratio)
+
+    def mask_mod(self, length: int) -> MaskMod:
+        half, sinks = self.s.ws // 2, self.n_sinks(length)
+
+        def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 - flex's signature
+            return ((q_idx - kv_idx).abs() <= half) | (kv_idx < sinks)
+
+        return mask_mod
+
+    def density(self, length: int) -> float:
+        half, sinks = self.s.ws // 2, min(self.n_sinks(length), length)
+        # sink columns that lie left of each query's window
+        i = torch.arange(length)
+        extra = torch.clamp(torch.minimum(i - half, torch.tensor(sinks)), min=0).sum().item()
+        return window_density(length, half) + extra / (length * length)
