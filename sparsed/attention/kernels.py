@@ -133,6 +133,14 @@ def _padding_mask_mod(valid_len: torch.Tensor) -> Callable:
     return mask_mod
 
 
+def _grid_mask_mod(grid: torch.Tensor, block_size: int, valid_len: torch.Tensor | None) -> Callable:
+    def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 - flex's signature
+        keep = grid[b, h, q_idx // block_size, kv_idx // block_size]
+        return keep if valid_len is None else keep & (kv_idx < valid_len[b])
+
+    return mask_mod
+
+
 def flex_block_sparse(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -152,12 +160,10 @@ def flex_block_sparse(
 
     B, Hq, L, _ = q.shape
     nb = math.ceil(L / block_size)
+    use_compile = q.is_cuda if compile is None else compile
     if valid_len is None:
         counts, idx = grid_to_kv_layout(grid)
-        bm = BlockMask.from_kv_blocks(
-            torch.zeros_like(counts), idx, counts, idx,
-            BLOCK_SIZE=(block_size, block_size), mask_mod=None, seq_lengths=(L, L),
-        )
+        part_cnt, part_idx, full_cnt, full_idx = torch.zeros_like(counts), idx, counts, idx
     else:
         block_start = torch.arange(nb, device=grid.device) * block_size
         vl = valid_len.to(grid.device)[:, None, None, None]
@@ -165,13 +171,16 @@ def flex_block_sparse(
         straddle = grid & (block_start < vl) & (block_start + block_size > vl)
         full_cnt, full_idx = grid_to_kv_layout(inside)
         part_cnt, part_idx = grid_to_kv_layout(straddle)
-        bm = BlockMask.from_kv_blocks(
-            part_cnt, part_idx, full_cnt, full_idx,
-            BLOCK_SIZE=(block_size, block_size), mask_mod=_padding_mask_mod(valid_len.to(q.device)),
-            seq_lengths=(L, L),
-        )
+    mask_mod = None if valid_len is None else _padding_mask_mod(valid_len.to(q.device))
+    if not use_compile:
+        # Eager flex_attention evaluates only mask_mod (the block lists are a promise to the fused
+        # kernel), so without compilation the pattern must also be spelled out per element.
+        mask_mod = _grid_mask_mod(grid, block_size, None if valid_len is None else valid_len.to(q.device))
+    bm = BlockMask.from_kv_blocks(
+        part_cnt, part_idx, full_cnt, full_idx,
+        BLOCK_SIZE=(block_size, block_size), mask_mod=mask_mod, seq_lengths=(L, L),
+    )
     enable_gqa = Hq != k.shape[1]
-    use_compile = q.is_cuda if compile is None else compile
     kernel_options = None
     if q.is_cuda and block_size < 128:
         kernel_options = {"BLOCK_M": block_size, "BLOCK_N": block_size}

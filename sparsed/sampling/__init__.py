@@ -1,0 +1,7 @@
+"""Samplers of the two model families, behind one ``sample`` call."""
+
+from sparsed.sampling.common import GenerationOutput
+from sparsed.sampling.dream import diffusion_generate
+from sparsed.sampling.llada import generate
+
+__all__ = ["GenerationOutput", "diffusion_generate", "generate"]
