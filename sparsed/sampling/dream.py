@@ -3,8 +3,9 @@
 ``origin`` unmasks each masked token with probability 1 - s/t; ``maskgit_plus`` / ``topk_margin`` /
 ``entropy`` commit the ``int(n_masked * (1 - s/t))`` most confident predictions (all on the last step),
 with confidence = probability of the sampled token / top1-top2 margin / negative entropy of the
-top-p/top-k-filtered distribution. Dream's logits are shifted by one (``DiffusionLM.token_logits`` does
-that), and only the generation region goes through the LM head.
+top-p/top-k-filtered distribution (top_k defaults to 50, as the reference inherits it). Dream's logits
+are shifted by one (``DiffusionLM.token_logits`` does that), and only the generation region goes through
+the LM head.
 """
 
 from __future__ import annotations
@@ -86,7 +87,12 @@ def diffusion_generate(
     steps: int = 128,
     temperature: float = 0.0,
     top_p: float | None = None,
-    top_k: int | None = None,
+    # Reference quirk, kept on purpose: Dream's `diffusion_generate` builds its generation config with
+    # `DreamGenerationConfig.from_model_config(model.config)`, and under transformers 4.46 every
+    # `PretrainedConfig` carries the legacy generation defaults, `top_k=50` among them. So a call that does
+    # not pass `top_k` still truncates to the 50 most likely tokens (after top-p), which changes the
+    # renormalised confidences even at temperature 0. Pass `top_k=None` to turn it off, as in the reference.
+    top_k: int | None = 50,
     alg: str = "maskgit_plus",
     alg_temp: float | None = None,
     eps: float = 1e-3,
