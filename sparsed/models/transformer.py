@@ -189,7 +189,8 @@ class DiffusionLM(nn.Module):
         return self.head(h)
 
     def init_random(self, seed: int = 0, std: float = 0.02) -> DiffusionLM:
-        g = torch.Generator().manual_seed(seed)
+        """N(0, std) weights, unit norms, zero biases; drawn on the parameters' own device (fast for 8B)."""
+        g = torch.Generator(device=self.device).manual_seed(seed)
         for name, p in sorted(self.named_parameters()):
             with torch.no_grad():
                 if name.endswith("norm.weight"):
@@ -197,5 +198,5 @@ class DiffusionLM(nn.Module):
                 elif name.endswith(".bias"):
                     p.zero_()
                 else:
-                    p.copy_(torch.randn(p.shape, generator=g) * std)
+                    p.normal_(0.0, std, generator=g)
         return self

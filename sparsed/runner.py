@@ -1,0 +1,170 @@
+"""The body of ``run.py``: validate, build the prompt, load the model, generate, time, write result.json."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sparsed.attention.base import AttentionMethod
+from sparsed.attention.registry import build_method
+from sparsed.config import check_canvas_length, validate
+from sparsed.config_errors import ConfigError
+from sparsed.models.loading import ARCHITECTURES, load_model, random_model, resolve_checkpoint
+from sparsed.models.transformer import DiffusionLM
+from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
+from sparsed.sampling.dispatch import sample, warmup_steps
+
+log = logging.getLogger("sparsed")
+
+
+def load_run_tokenizer(cfg: DictConfig):  # noqa: ANN201 - a transformers tokenizer
+    from sparsed.tokenizer import load_tokenizer
+
+    source = cfg.model.tokenizer or (cfg.model.path if cfg.model.init == "pretrained" else None)
+    if source and cfg.model.init == "pretrained" and source == cfg.model.path:
+        source = str(resolve_checkpoint(source))
+    return load_tokenizer(source)
+
+
+def render_prompt(prompt: Any, tokenizer: Any, chat_template: bool) -> str:
+    """The exact text the model sees: chat-formatted user message + the answer prefix."""
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
+    else:
+        text = prompt.text + "\n"
+    return text + (prompt.answer_prefix or "")
+
+
+def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
+    m = cfg.model
+    if m.init == "pretrained":
+        return load_model(m.path, device=m.device, dtype=m.dtype, expect_arch=m.arch)
+    arch = dict(OmegaConf.to_container(m.architecture, resolve=True))
+    if arch.get("mask_token_id", -1) < 0:
+        mask = tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
+        if mask is None or mask == tokenizer.unk_token_id:
+            raise ConfigError("model.architecture.mask_token_id=-1 but the tokenizer has no <|mdm_mask|> token")
+        arch["mask_token_id"] = mask
+        arch.setdefault("eos_token_id", tokenizer.eos_token_id)
+        arch.setdefault("pad_token_id", tokenizer.pad_token_id or tokenizer.eos_token_id)
+    args = ARCHITECTURES[m.arch].args_from_config(arch)
+    if args.vocab_size < len(tokenizer):
+        raise ConfigError(f"model.architecture vocab size {args.vocab_size} < tokenizer size {len(tokenizer)}")
+    return random_model(args, device=m.device, dtype=m.dtype, seed=m.seed)
+
+
+def make_method(cfg: DictConfig, name: str, settings: Any, model: DiffusionLM) -> AttentionMethod:
+    if name == "sparsed" and settings.importance_scale == "auto":
+        arch_mod = ARCHITECTURES[model.args.arch]
+        settings.importance_scale = (
+            arch_mod.REFERENCE_IMPORTANCE_SCALE if settings.compat == "reference" else "head_dim"
+        )
+    return build_method(name, settings, num_heads=model.args.n_heads)
+
+
+def contains_all(text: str, answers: list[str]) -> float:
+    """RULER's string_match_all for one sample: fraction of gold strings found (case-insensitive)."""
+    if not answers:
+        return float("nan")
+    low = text.lower()
+    return sum(a.lower() in low for a in answers) / len(answers)
+
+
+def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    out_dir = Path(out_dir)
+    method_name, settings = validate(cfg)  # every value checked before anything heavy
+    from sparsed.data.prompts import make_prompt
+
+    tokenizer = load_run_tokenizer(cfg)
+    p = cfg.prompt
+    prompt = make_prompt(p.kind, tokenizer, length=p.length, seed=p.seed, gen_length=cfg.gen.gen_length,
+                         haystack=p.haystack)
+    text = render_prompt(prompt, tokenizer, cfg.model.chat_template)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    canvas = ids.shape[1] + cfg.gen.gen_length
+    warning = check_canvas_length(cfg, canvas)
+    if warning:
+        log.warning(warning)
+
+    t0 = time.perf_counter()
+    model = build_model(cfg, tokenizer)
+    load_s = time.perf_counter() - t0
+    device = model.device
+    method = make_method(cfg, method_name, settings, model)
+    log.info("model %s (%s, %s) on %s; prompt %d tokens; attention %s",
+             cfg.model.name, model.args.arch, model.dtype, device, ids.shape[1], method_name)
+
+    warm_s = None
+    if cfg.run.warmup:
+        t0 = time.perf_counter()
+        sample(model, ids, cfg.gen, method, steps=warmup_steps(cfg.gen))
+        warm_s = time.perf_counter() - t0
+    reset_peak_memory(device)
+    out = sample(model, ids, cfg.gen, method, show_progress=cfg.run.progress)
+    gen_ids = out.generated[0].tolist()
+    answer = tokenizer.decode(gen_ids, skip_special_tokens=True).strip()
+    report = method.report()
+    schedule = _step_kinds(method, cfg.gen.steps)
+    result = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "prompt": {"name": p.name, "kind": p.kind, "tokens": int(ids.shape[1]), "canvas_tokens": canvas,
+                   "gold": list(prompt.answers), "question_tail": prompt.text[-300:]},
+        "answer": answer,
+        "score": contains_all(answer, list(prompt.answers)),
+        "latency": {
+            "total_s": round(out.total_time, 6),
+            "per_step_s": [round(t, 6) for t in out.step_times],
+            "mean_step_s": round(out.total_time / max(1, len(out.step_times)), 6),
+            "dense_steps_mean_s": _mean([t for t, k in zip(out.step_times, schedule, strict=False) if k == "dense"]),
+            "sparse_steps_mean_s": _mean([t for t, k in zip(out.step_times, schedule, strict=False) if k == "sparse"]),
+            "warmup_s": None if warm_s is None else round(warm_s, 3),
+            "model_load_s": round(load_s, 3),
+        },
+        "nfe": out.nfe,
+        "memory": peak_memory(device),
+        "attention": report,
+        "warnings": [warning] if warning else [],
+        "versions": versions(),
+        "device": device_info(device),
+        "model_init": cfg.model.init,
+    }
+    path = write_json_atomic(out_dir / "result.json", result)
+    result["result_path"] = str(path)
+    return result
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 6) if xs else None
+
+
+def _step_kinds(method: AttentionMethod, steps: int) -> list[str]:
+    """Which steps ran dense and which sparse (for the per-phase latency split)."""
+    schedule = getattr(method, "schedule", None)
+    if schedule is None:
+        return ["dense" if method.name == "dense" else "sparse"] * steps
+    _, first_sparse = schedule(steps)
+    return ["dense" if i < first_sparse else "sparse" for i in range(steps)]
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    lat = result["latency"]
+    score = result["score"]
+    lines = [
+        f"model      {result['config']['model']['name']} ({result['model_init']}) on {result['device']['name']}",
+        f"attention  {result['attention']['method']}  density {result['attention']['density_mean']:.3f}",
+        f"prompt     {result['prompt']['name']}: {result['prompt']['tokens']} tokens; gold {result['prompt']['gold']}",
+        f"answer     {result['answer'][:200]!r}",
+        f"score      {'n/a' if math.isnan(score) else f'{100 * score:.0f}'}",
+        f"latency    {lat['total_s']:.3f} s total, {lat['mean_step_s'] * 1000:.1f} ms/step "
+        f"(warm-up {lat['warmup_s']} s)",
+        f"result     {result['result_path']}",
+    ]
+    if result["model_init"] == "random":
+        lines.insert(0, "note       random-init weights: the answer is noise; use a trained checkpoint for real answers")
+    return lines
