@@ -23,7 +23,8 @@ class FixedPatternMethod(AttentionMethod):
 
     dense_before_generation = True
 
-    def mask_mod(self, length: int) -> MaskMod:
+    def mask_mod(self, length: int, valid_len: torch.Tensor | None = None) -> MaskMod:
+        """Token-level pattern; ``valid_len`` [B] gives each row's real length when rows are padded."""
         raise NotImplementedError
 
     def density(self, length: int) -> float:
@@ -35,9 +36,9 @@ class FixedPatternMethod(AttentionMethod):
         pad = info.pad_counts if info is not None and info.has_padding else None
         if pad is not None:
             q, k, v = (left_align(t, pad) for t in (q, k, v))
-        mm = self.mask_mod(L)
-        if pad is not None:
-            valid = (L - pad).to(q.device)
+        valid = None if pad is None else (L - pad).to(q.device)
+        mm = self.mask_mod(L, valid)
+        if valid is not None:
             inner = mm
 
             def mm(b, h, qi, kv):  # noqa: ANN001, ANN202

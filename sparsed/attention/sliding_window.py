@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from sparsed.attention.masked import FixedPatternMethod, MaskMod
 from sparsed.config_errors import ConfigError
 
@@ -39,7 +41,7 @@ class SlidingWindow(FixedPatternMethod):
         settings.validate()
         self.s = settings
 
-    def mask_mod(self, length: int) -> MaskMod:
+    def mask_mod(self, length: int, valid_len: torch.Tensor | None = None) -> MaskMod:
         return window_mask(self.s.ws // 2)
 
     def density(self, length: int) -> float:

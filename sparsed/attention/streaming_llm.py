@@ -37,11 +37,22 @@ class StreamingLLM(FixedPatternMethod):
     def n_sinks(self, length: int) -> int:
         return self.s.sinks if self.s.sinks > 0 else int(length * self.s.sink_ratio)
 
-    def mask_mod(self, length: int) -> MaskMod:
-        half, sinks = self.s.ws // 2, self.n_sinks(length)
+    def mask_mod(self, length: int, valid_len: torch.Tensor | None = None) -> MaskMod:
+        half = self.s.ws // 2
+        if valid_len is None:
+            n = self.n_sinks(length)
 
-        def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 - flex's signature
-            return ((q_idx - kv_idx).abs() <= half) | (kv_idx < sinks)
+            def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 - flex's signature
+                return ((q_idx - kv_idx).abs() <= half) | (kv_idx < n)
+
+            return mask_mod
+        # each row's sinks are a fraction of its own length, not of the padded canvas
+        sinks = torch.tensor([self.n_sinks(int(n)) for n in valid_len.tolist()], device=valid_len.device)
+
+        def padded_mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202
+            return ((q_idx - kv_idx).abs() <= half) | (kv_idx < sinks[b])
+
+        return padded_mask_mod
 
         return mask_mod
 
