@@ -15,7 +15,7 @@ from sparsed.attention.base import AttentionMethod
 from sparsed.attention.registry import build_method
 from sparsed.config import check_canvas_length, validate
 from sparsed.config_errors import ConfigError
-from sparsed.models.loading import ARCHITECTURES, load_model, random_model, resolve_checkpoint
+from sparsed.models.loading import ARCHITECTURES, args_for, load_model, random_model, resolve_checkpoint
 from sparsed.models.transformer import DiffusionLM
 from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
 from sparsed.sampling.dispatch import sample, warmup_steps
@@ -79,6 +79,8 @@ def contains_all(text: str, answers: list[str]) -> float:
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     method_name, settings = validate(cfg)  # every value checked before anything heavy
+    if cfg.model.init == "pretrained":  # a missing folder or a checkpoint of another architecture fails here
+        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
     from sparsed.data.prompts import make_prompt
 
     tokenizer = load_run_tokenizer(cfg)
