@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -184,8 +185,11 @@ def flex_block_sparse(
     kernel_options = None
     if q.is_cuda and block_size < 128:
         kernel_options = {"BLOCK_M": block_size, "BLOCK_N": block_size}
-    fn = _compiled_flex() if use_compile else flex_attention
-    return fn(q, k, v, block_mask=bm, enable_gqa=enable_gqa, kernel_options=kernel_options)
+    if use_compile:
+        return _compiled_flex()(q, k, v, block_mask=bm, enable_gqa=enable_gqa, kernel_options=kernel_options)
+    with warnings.catch_warnings():  # eager flex warns that it is unfused; on the CPU that is the point
+        warnings.simplefilter("ignore")
+        return flex_attention(q, k, v, block_mask=bm, enable_gqa=enable_gqa, kernel_options=kernel_options)
 
 
 def fa4_block_sparse(
