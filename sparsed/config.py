@@ -23,7 +23,9 @@ from sparsed.sampling.llada import REMASKING
 ARCHS = ("llada", "dream")
 INITS = ("pretrained", "random")
 PROMPT_KINDS = ("short", "niah")
-TASKS = ("generate", "latency")
+GENERATION_TASKS = ("generate", "latency")
+EVAL_TASKS = ("ruler", "gsm8k", "humaneval", "mmlu")
+TASKS = GENERATION_TASKS + EVAL_TASKS
 
 
 @dataclass
@@ -69,7 +71,6 @@ class PromptConfig:
 
 @dataclass
 class RunSettings:
-    task: str = "generate"  # generate | latency
     warmup: bool = True  # one untimed generation first (compilation, allocator, autotuning)
     progress: bool = True
     wandb: bool = False
@@ -83,6 +84,7 @@ class RunConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     attention: dict[str, Any] = field(default_factory=lambda: {"name": "sparsed"})
     sparsed: SparseDSettings = field(default_factory=SparseDSettings)
+    task: dict[str, Any] = field(default_factory=lambda: {"name": "generate"})
     run: RunSettings = field(default_factory=RunSettings)
 
 
@@ -112,7 +114,9 @@ def validate(cfg: DictConfig) -> tuple[str, Any]:
     check_choice("model.arch", m.arch, ARCHS)
     check_choice("model.init", m.init, INITS)
     check_choice("model.dtype", m.dtype, ("auto", "bf16", "fp32", "fp16", "bfloat16", "float32", "float16"))
-    check_choice("run.task", cfg.run.task, TASKS)
+    check_choice("task.name", cfg.task.get("name"), TASKS)
+    if cfg.task.name == "latency" and int(cfg.task.get("repeats", 1)) < 1:
+        raise ConfigError(f"task.repeats={cfg.task.repeats} must be >= 1")
     if m.init == "pretrained" and not m.path:
         raise ConfigError("model.path is not set; give a checkpoint folder or hub id, or use model.init=random")
     if m.init == "random" and not m.architecture and not m.path:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sparsed.attention.base import AttentionMethod
 from sparsed.attention.registry import build_method
-from sparsed.config import check_canvas_length, validate
+from sparsed.config import EVAL_TASKS, check_canvas_length, validate
 from sparsed.config_errors import ConfigError
 from sparsed.models.loading import ARCHITECTURES, args_for, load_model, random_model, resolve_checkpoint
 from sparsed.models.transformer import DiffusionLM
@@ -76,9 +76,22 @@ def contains_all(text: str, answers: list[str]) -> float:
     return sum(a.lower() in low for a in answers) / len(answers)
 
 
+def prepare(cfg: DictConfig, method_name: str, settings: Any) -> tuple[Any, DiffusionLM, AttentionMethod]:
+    """Tokenizer, model and attention method for a validated config (shared with the evaluation tasks)."""
+    if cfg.model.init == "pretrained":
+        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
+    tokenizer = load_run_tokenizer(cfg)
+    model = build_model(cfg, tokenizer)
+    return tokenizer, model, make_method(cfg, method_name, settings, model)
+
+
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     method_name, settings = validate(cfg)  # every value checked before anything heavy
+    if cfg.task.name in EVAL_TASKS:
+        from sparsed.eval.runner import run_eval
+
+        return run_eval(cfg, out_dir, method_name, settings)
     if cfg.model.init == "pretrained":  # a missing folder or a checkpoint of another architecture fails here
         args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
     from sparsed.data.prompts import make_prompt
@@ -107,8 +120,12 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         sample(model, ids, cfg.gen, method, steps=warmup_steps(cfg.gen))
         warm_s = time.perf_counter() - t0
-    reset_peak_memory(device)
-    out = sample(model, ids, cfg.gen, method, show_progress=cfg.run.progress)
+    repeats = int(cfg.task.get("repeats", 1)) if cfg.task.name == "latency" else 1
+    totals = []
+    for _ in range(repeats):
+        reset_peak_memory(device)
+        out = sample(model, ids, cfg.gen, method, show_progress=cfg.run.progress)
+        totals.append(out.total_time)
     gen_ids = out.generated[0].tolist()
     answer = tokenizer.decode(gen_ids, skip_special_tokens=True).strip()
     report = method.report()
@@ -121,6 +138,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "score": contains_all(answer, list(prompt.answers)),
         "latency": {
             "total_s": round(out.total_time, 6),
+            "repeats_total_s": [round(t, 6) for t in totals],
+            "median_total_s": round(sorted(totals)[len(totals) // 2], 6),
             "per_step_s": [round(t, 6) for t in out.step_times],
             "mean_step_s": round(out.total_time / max(1, len(out.step_times)), 6),
             "dense_steps_mean_s": _mean([t for t, k in zip(out.step_times, schedule, strict=False) if k == "dense"]),
