@@ -1,0 +1,230 @@
+"""Training: the SFT diffusion loss, an optimisation step, exact resume, deterministic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsed.models.loading import load_model
+from sparsed.models.transformer import DiffusionLM, ModelArgs
+from sparsed.tokenizer import load_tokenizer
+from sparsed.training.data import TRAIN_SEED_BASE, BatchMaker, DataConfig, Example, assemble
+from sparsed.training.loss import Noised, answer_region, mask_answers, sft_loss
+from sparsed.training.trainer import PRESETS, TrainConfig, Trainer, model_args
+
+MASK = 2
+
+
+def tiny_model(vocab: int = 64, seed: int = 0) -> DiffusionLM:
+    args = ModelArgs(arch="llada", vocab_size=vocab, dim=32, n_layers=2, n_heads=4, n_kv_heads=4, ffn_dim=64,
+                     norm_eps=1e-5, rope_theta=10000.0, qkv_bias=False, mask_token_id=MASK, eos_token_id=0)
+    return DiffusionLM(args).init_random(seed)
+
+
+def fixed_batch(B: int = 4, L: int = 24, vocab: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, vocab, (B, L), generator=g)
+    return ids, torch.tensor([5, 10, 12, 20])[:B]
+
+
+def stub_ruler(task: str, length: int, tokenizer: Any, n: int, seed: int = 0, *, gen_length: int | None = None,
+               chat_template: bool = True, haystack: str | None = None, essay_path: Any = None,
+               use_cache: bool = True) -> list[dict[str, Any]]:
+    """Stands in for sparsed.data.ruler.generate (same signature and sample fields), test-only."""
+    import random
+
+    out = []
+    for i in range(n):
+        rng = random.Random(f"{task}/{seed}/{i}")
+        value = str(rng.randint(1_000_000, 9_999_999))
+        filler = " ".join(["The grass is green."] * max(1, (length - (gen_length or 32)) // 8))
+        out.append({"task": task, "index": i, "input": f"The magic number is {value}. {filler}\nWhat is it?",
+                    "answer_prefix": " The number is", "outputs": [value], "gen_length": gen_length})
+    return out
+
+
+@pytest.fixture(scope="module")
+def tok():  # noqa: ANN201
+    return load_tokenizer(None)
+
+
+# -- the loss ------------------------------------------------------------------------------------
+
+
+def test_mask_answers_never_touches_the_prompt() -> None:
+    ids, plens = fixed_batch(B=4, L=64)
+    g = torch.Generator().manual_seed(0)
+    seen = torch.zeros_like(ids, dtype=torch.bool)
+    for _ in range(50):
+        nz = mask_answers(ids, plens, MASK, generator=g)
+        answer = answer_region(plens, ids.shape[1])
+        assert not (nz.masked & ~answer).any()
+        assert torch.equal(nz.input_ids[~nz.masked], ids[~nz.masked])
+        assert (nz.input_ids[nz.masked] == MASK).all()
+        assert ((nz.t > 0) & (nz.t <= 1)).all()
+        seen |= nz.masked
+    assert torch.equal(seen, answer_region(plens, ids.shape[1]))  # every answer token gets masked sometimes
+
+
+def test_mask_ratio_follows_t() -> None:
+    ids = torch.full((512, 200), 7)
+    nz = mask_answers(ids, torch.zeros(512, dtype=torch.long), MASK, generator=torch.Generator().manual_seed(0))
+    frac = nz.masked.float().mean(1)
+    assert (frac - nz.t).abs().mean() < 0.03
+
+
+def test_sft_loss_matches_the_formula() -> None:
+    model = tiny_model()
+    ids, plens = fixed_batch()
+    nz = mask_answers(ids, plens, MASK, generator=torch.Generator().manual_seed(3))
+    out = sft_loss(model, ids, plens, nz)
+    logits = model(nz.input_ids)
+    B, L = ids.shape
+    expected = torch.zeros(())
+    for b in range(B):
+        m = nz.masked[b]
+        ce = F.cross_entropy(logits[b][m], ids[b][m], reduction="sum")
+        expected = expected + ce / nz.t[b] / (L - plens[b])
+    torch.testing.assert_close(out.loss, expected / B, rtol=1e-5, atol=1e-6)
+    assert int(out.n_masked) == int(nz.masked.sum())
+
+
+def test_loss_weights_one_over_t_and_ignores_unmasked() -> None:
+    model = tiny_model()
+    ids, plens = fixed_batch()
+    masked = answer_region(plens, ids.shape[1]) & (torch.arange(ids.shape[1]) % 2 == 0)
+    noisy = torch.where(masked, torch.full_like(ids, MASK), ids)
+    half = sft_loss(model, ids, plens, Noised(noisy, masked, torch.full((4,), 0.5))).loss
+    full = sft_loss(model, ids, plens, Noised(noisy, masked, torch.full((4,), 1.0))).loss
+    torch.testing.assert_close(half, 2 * full)
+    # the targets at positions that are not masked (prompt, kept answer tokens) do not enter the loss
+    other = ids.clone()
+    other[~masked] = (other[~masked] + 1) % 64
+    same = sft_loss(model, other, plens, Noised(noisy, masked, torch.full((4,), 1.0))).loss
+    torch.testing.assert_close(same, full)
+
+
+def test_a_few_steps_decrease_the_loss_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    ids, plens = fixed_batch()
+    nz = mask_answers(ids, plens, MASK, generator=torch.Generator().manual_seed(5))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(6):
+        loss = sft_loss(model, ids, plens, nz).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def data_cfg(seed: int = 0, **kw: Any) -> DataConfig:  # noqa: ANN401
+    return DataConfig(seed=seed, lengths=(256, 512), tokens_per_batch=1024, gen_lengths=(32, 64), haystack="noise",
+                      **kw)
+
+
+def test_data_is_deterministic_per_seed_and_step(tok) -> None:  # noqa: ANN001
+    a = BatchMaker(data_cfg(), tok, ruler_generate=stub_ruler)
+    b = BatchMaker(data_cfg(), tok, ruler_generate=stub_ruler)
+    for step in (0, 3, 7):
+        x, y = a.batch(step), b.batch(step)
+        assert torch.equal(x.input_ids, y.input_ids) and torch.equal(x.prompt_lengths, y.prompt_lengths)
+    assert not torch.equal(a.batch(0).input_ids[:, :40], a.batch(1).input_ids[:, :40]) or \
+        a.batch(0).input_ids.shape != a.batch(1).input_ids.shape
+    c = BatchMaker(data_cfg(seed=1), tok, ruler_generate=stub_ruler)
+    assert c.plan(0) != a.plan(0)
+    # every RULER call uses a training seed, disjoint from evaluation seeds (< TRAIN_SEED_BASE)
+    for step in range(5):
+        assert all(seed >= TRAIN_SEED_BASE for _, _, seed, _ in a.plan(step)[1])
+
+
+def test_batches_are_well_formed(tok) -> None:  # noqa: ANN001
+    maker = BatchMaker(data_cfg(), tok, ruler_generate=stub_ruler)
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    for step in range(4):
+        batch = maker.batch(step)
+        B, L = batch.input_ids.shape
+        assert L in (256, 512) and B == 1024 // L
+        for row, plen in zip(batch.input_ids.tolist(), batch.prompt_lengths.tolist(), strict=True):
+            text = tok.decode(row[:plen])
+            assert text.startswith("<|startoftext|><|start_header_id|>user") and "assistant<|end_header_id|>" in text
+            answer = row[plen:]
+            end = answer.index(eot)
+            assert end > 0 and set(answer[end + 1:]) <= {tok.eos_token_id} and len(answer) - end - 1 >= 1
+
+
+def test_curriculum_starts_short(tok) -> None:  # noqa: ANN001
+    cfg = DataConfig(lengths=(256, 512, 1024), curriculum_steps=100)
+    assert cfg.allowed_lengths(0) == (256,)
+    assert cfg.allowed_lengths(50) == (256, 512)
+    assert cfg.allowed_lengths(100) == (256, 512, 1024)
+    maker = BatchMaker(cfg, tok, ruler_generate=stub_ruler)
+    assert all(maker.plan(s)[0] == 256 for s in range(10))
+
+
+def test_assemble_pads_answer_region_with_eos() -> None:
+    batch = assemble([Example("x", [1, 5, 6], [7, 8, 5]), Example("y", [1, 9], [5])], length=8, eos_id=0)
+    assert batch.input_ids.tolist() == [[1, 5, 6, 7, 8, 5, 0, 0], [1, 9, 5, 0, 0, 0, 0, 0]]
+    assert batch.prompt_lengths.tolist() == [3, 2]
+
+
+def test_real_ruler_generator_when_present(tok) -> None:  # noqa: ANN001
+    from sparsed.training.data import default_ruler_generate
+
+    if default_ruler_generate() is None:
+        pytest.skip("sparsed.data.ruler.generate not available")
+    maker = BatchMaker(data_cfg(), tok)
+    x, y = maker.batch(2), BatchMaker(data_cfg(), tok).batch(2)
+    assert torch.equal(x.input_ids, y.input_ids)
+    assert any(t.startswith("niah") for t in x.tasks)
+
+
+# -- the trainer: exact resume, export -----------------------------------------------------------
+
+
+def train_cfg(out: Path, **kw: Any) -> TrainConfig:  # noqa: ANN401
+    return TrainConfig(out=out, steps=3, lr=3e-3, warmup_steps=1, preset="tiny", device="cpu", workers=0,
+                       save_every=100, export_every=100, log_every=1, progress=False,
+                       data=DataConfig(lengths=(256,), tokens_per_batch=512, gen_lengths=(32,), haystack="noise",
+                                       weights={"qa_facts": 1.0, "qa_arith": 1.0}), **kw)
+
+
+def log_losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows}
+
+
+def test_resume_gives_the_same_next_step(tmp_path: Path) -> None:
+    straight = Trainer(train_cfg(tmp_path / "straight")).run()
+    assert straight["step"] == 3
+    first = Trainer(train_cfg(tmp_path / "cut", stop_after=2)).run()
+    assert first["step"] == 2 and first["stop_reason"] == "stop_after"
+    with pytest.raises(FileExistsError):
+        Trainer(train_cfg(tmp_path / "cut"))._prepare_out()
+    resumed = Trainer(train_cfg(tmp_path / "cut", resume=True)).run()
+    assert resumed["step"] == 3
+    a, b = log_losses(tmp_path / "straight"), log_losses(tmp_path / "cut")
+    assert sorted(b) == [1, 2, 3]
+    assert a[3] == b[3] and a[2] == b[2]
+
+    # the inference export loads through the regular loader, bf16, tokenizer alongside
+    model = load_model(str(tmp_path / "cut" / "model"), device="cpu", dtype="bf16")
+    assert model.args.n_layers == PRESETS["tiny"]["n_layers"] and model.args.mask_token_id == 2
+    assert load_tokenizer(str(tmp_path / "cut" / "model")).mask_token_id == 2
+
+
+def test_small_preset_fits_20_mb(tok) -> None:  # noqa: ANN001
+    with torch.device("meta"):  # only the size: no weights
+        model = DiffusionLM(model_args(TrainConfig(out=Path("unused")), tok))
+    n = sum(p.numel() for p in model.parameters())
+    assert 2 * n < 20_000_000, n
