@@ -1,0 +1,1 @@
+"""Evaluation data: the in-repo RULER generator (``sparsed.data.ruler``) and runner prompts."""

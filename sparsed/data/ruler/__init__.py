@@ -1,0 +1,179 @@
+"""In-repo RULER generator: the 13 tasks of NVIDIA RULER, budgeted to any tokenizer and length.
+
+``generate(task, length, tokenizer, n, seed)`` returns ``n`` samples, each a dict with
+``task, index, input`` (the user message), ``answer_prefix`` (what the model continues after
+the assistant header), ``outputs`` (gold strings), ``length`` (prompt tokens as the model sees
+them: chat template + answer prefix), ``gen_length`` (tokens reserved for the answer; always
+``length + gen_length <= max_length``), ``max_length``, ``haystack`` and ``metric``.
+Use ``render_prompt`` to build the exact text that was counted.
+
+Task definitions (templates, needle formats, haystacks, frequencies) follow RULER's
+``synthetic.yaml`` and ``constants.py``; differences are documented in the task modules.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from sparsed.data.ruler import cache, cwe, fwe, niah, qa, vt
+from sparsed.data.ruler.base import Builder, Draft, TaskContext, TaskSpec
+from sparsed.data.ruler.budget import (
+    LengthTooSmall,
+    count_prompt_tokens,
+    fit_size,
+    render_prompt,
+    uses_chat_template,
+)
+from sparsed.data.ruler.haystack import DataUnavailable, essay_words, load_essays
+
+__all__ = [
+    "GEN_LENGTH",
+    "TASKS",
+    "Builder",
+    "DataUnavailable",
+    "Draft",
+    "LengthTooSmall",
+    "TaskContext",
+    "TaskSpec",
+    "count_prompt_tokens",
+    "essay_words",
+    "fit_size",
+    "generate",
+    "render_prompt",
+]
+
+# RULER's tokens_to_generate per task family.
+GEN_LENGTH = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
+
+
+def _niah(name: str) -> TaskSpec:
+    config = niah.CONFIGS[name]
+    return TaskSpec(name, "niah", GEN_LENGTH["niah"], "string_match_all", niah.prepare(config), config.haystack)
+
+
+TASKS: dict[str, TaskSpec] = {
+    **{name: _niah(name) for name in niah.CONFIGS},
+    "vt": TaskSpec("vt", "vt", GEN_LENGTH["vt"], "string_match_all", vt.prepare(vt.VtConfig()), "noise"),
+    "cwe": TaskSpec("cwe", "cwe", GEN_LENGTH["cwe"], "string_match_all", cwe.prepare(cwe.CweConfig())),
+    "fwe": TaskSpec("fwe", "fwe", GEN_LENGTH["fwe"], "string_match_all", fwe.prepare(fwe.FweConfig())),
+    "qa_1": TaskSpec("qa_1", "qa", GEN_LENGTH["qa"], "string_match_part", qa.prepare("squad")),
+    "qa_2": TaskSpec("qa_2", "qa", GEN_LENGTH["qa"], "string_match_part", qa.prepare("hotpotqa")),
+}
+QA_DATASETS = {"qa_1": "squad", "qa_2": "hotpotqa"}
+
+
+def generate(
+    task: str,
+    length: int,
+    tokenizer: Any,
+    n: int,
+    seed: int = 0,
+    *,
+    gen_length: int | None = None,
+    chat_template: bool = True,
+    haystack: str | None = None,
+    essay_path: str | os.PathLike[str] | None = None,
+    qa_path: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> list[dict[str, Any]]:
+    """Generate (or read from cache) ``n`` samples of ``task`` fitting ``length`` tokens.
+
+    ``gen_length`` defaults to RULER's per-task value (``TASKS[task].gen_length``).
+    ``haystack`` overrides the haystack of niah/vt tasks ("noise", "essay", "needle"); a
+    non-default choice is recorded in each sample's ``haystack`` field. Raises
+    ``DataUnavailable`` (essays or QA data missing) and ``LengthTooSmall``.
+    """
+    if task not in TASKS:
+        raise KeyError(f"unknown RULER task {task!r}; known: {', '.join(TASKS)}")
+    spec = TASKS[task]
+    if haystack is not None and spec.haystack is None:
+        raise ValueError(f"{task} has no haystack to override")
+    gen = spec.gen_length if gen_length is None else int(gen_length)
+    if n < 0 or gen < 0:
+        raise ValueError("n and gen_length must be non-negative")
+    if length - gen <= 0:
+        raise LengthTooSmall(f"length {length} leaves no room after {gen} generated tokens")
+    ctx = TaskContext(
+        task=task,
+        length=int(length),
+        gen_length=gen,
+        seed=int(seed),
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        haystack=haystack,
+        essay_path=None if essay_path is None else os.fspath(essay_path),
+        qa_path=None if qa_path is None else os.fspath(qa_path),
+    )
+    path = cache.cache_file(cache.cache_root(cache_dir), _cache_key(spec, ctx, n), tokenizer) if use_cache else None
+    if path is not None and (cached := cache.read_samples(path, n)) is not None:
+        return cached
+    samples = _generate(spec, ctx, n)
+    if path is not None:
+        try:
+            cache.write_samples(path, samples)
+        except OSError as exc:  # a read-only cache must not cost the samples just generated
+            warnings.warn(f"could not write RULER cache {path}: {exc}", stacklevel=2)
+    return samples
+
+
+def _effective_haystack(spec: TaskSpec, ctx: TaskContext) -> str | None:
+    if spec.family == "qa":
+        return "documents"
+    return ctx.haystack or spec.haystack
+
+
+def _cache_key(spec: TaskSpec, ctx: TaskContext, n: int) -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "task": spec.name,
+        "length": ctx.length,
+        "n": n,
+        "seed": ctx.seed,
+        "gen_length": ctx.gen_length,
+        "chat_template": uses_chat_template(ctx.tokenizer, ctx.chat_template),
+        "haystack": _effective_haystack(spec, ctx),
+    }
+    if key["haystack"] == "essay":
+        key["essays"] = cache.text_fingerprint(load_essays(ctx.essay_path))
+    if spec.family == "qa":
+        key["qa"] = qa.source_id(QA_DATASETS[spec.name], ctx.qa_path)
+    return key
+
+
+def _generate(spec: TaskSpec, ctx: TaskContext, n: int) -> list[dict[str, Any]]:
+    make_builder = spec.prepare(ctx)
+    budget = ctx.length - ctx.gen_length
+    samples = []
+    hint: int | None = None
+    for index in range(n):
+        builder: Builder = make_builder(index)
+        drafts: dict[int, Draft] = {}
+
+        def count(size: int, builder: Builder = builder, drafts: dict[int, Draft] = drafts) -> int:
+            drafts[size] = builder.build(size)
+            return count_prompt_tokens(ctx.tokenizer, drafts[size].input, drafts[size].answer_prefix, ctx.chat_template)
+
+        try:
+            size, n_tokens = fit_size(count, budget, min_size=builder.min_size, max_size=builder.max_size, start=hint)
+        except LengthTooSmall as exc:
+            msg = f"{spec.name} does not fit in {ctx.length} tokens ({ctx.gen_length} reserved for generation): {exc}"
+            raise LengthTooSmall(msg) from exc
+        hint = size  # the next sample's size is almost the same: a near-perfect first guess
+        draft = drafts[size]
+        samples.append(
+            {
+                "task": spec.name,
+                "index": index,
+                "input": draft.input,
+                "answer_prefix": draft.answer_prefix,
+                "outputs": draft.outputs,
+                "length": n_tokens,
+                "gen_length": ctx.gen_length,
+                "max_length": ctx.length,
+                "haystack": _effective_haystack(spec, ctx),
+                "metric": spec.metric,
+            }
+        )
+    return samples

@@ -1,0 +1,1 @@
+"""Evaluation: benchmark metrics and scoring helpers."""
