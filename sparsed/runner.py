@@ -32,13 +32,13 @@ def load_run_tokenizer(cfg: DictConfig):  # noqa: ANN201 - a transformers tokeni
     return load_tokenizer(source)
 
 
-def render_prompt(prompt: Any, tokenizer: Any, chat_template: bool) -> str:
-    """The exact text the model sees: chat-formatted user message + the answer prefix."""
-    if chat_template and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
-    else:
-        text = prompt.text + "\n"
-    return text + (prompt.answer_prefix or "")
+def render_prompt(prompt: Any, tokenizer: Any, chat_template: bool) -> tuple[str, bool]:
+    """The exact text the model sees (chat-formatted user message + answer prefix) and whether the
+    tokenizer should add its special tokens: the same rendering the prompt generator budgeted with."""
+    from sparsed.data.ruler import render_prompt as render
+
+    r = render(tokenizer, prompt.text, prompt.answer_prefix or "", chat_template)
+    return r.text, r.add_special_tokens
 
 
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
@@ -100,8 +100,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     p = cfg.prompt
     prompt = make_prompt(p.kind, tokenizer, length=p.length, seed=p.seed, gen_length=cfg.gen.gen_length,
                          haystack=p.haystack)
-    text = render_prompt(prompt, tokenizer, cfg.model.chat_template)
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    text, special = render_prompt(prompt, tokenizer, cfg.model.chat_template)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=special)["input_ids"]])
     canvas = ids.shape[1] + cfg.gen.gen_length
     warning = check_canvas_length(cfg, canvas)
     if warning:

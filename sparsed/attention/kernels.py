@@ -142,6 +142,35 @@ def _grid_mask_mod(grid: torch.Tensor, block_size: int, valid_len: torch.Tensor 
     return mask_mod
 
 
+def build_block_mask(grid: torch.Tensor, block_size: int, length: int, valid_len: torch.Tensor | None = None,
+                     mask_mod: Callable | None = None):  # noqa: ANN201 - a flex BlockMask
+    """A FlexAttention ``BlockMask`` straight from the block grid (``BlockMask.from_kv_blocks``).
+
+    Selected blocks are "full" blocks, so no per-element function runs inside them. With right
+    padding (``valid_len`` [B]), the blocks that straddle a row's end become partial blocks whose
+    ``mask_mod`` hides the padding, and blocks past the end are dropped.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    nb = math.ceil(length / block_size)
+    if valid_len is None:
+        counts, idx = grid_to_kv_layout(grid)
+        part_cnt, part_idx, full_cnt, full_idx = torch.zeros_like(counts), idx, counts, idx
+    else:
+        block_start = torch.arange(nb, device=grid.device) * block_size
+        vl = valid_len.to(grid.device)[:, None, None, None]
+        inside = grid & (block_start + block_size <= vl)  # wholly before the row's end
+        straddle = grid & (block_start < vl) & (block_start + block_size > vl)
+        full_cnt, full_idx = grid_to_kv_layout(inside)
+        part_cnt, part_idx = grid_to_kv_layout(straddle)
+        if mask_mod is None:
+            mask_mod = _padding_mask_mod(valid_len.to(grid.device))
+    return BlockMask.from_kv_blocks(
+        part_cnt, part_idx, full_cnt, full_idx,
+        BLOCK_SIZE=(block_size, block_size), mask_mod=mask_mod, seq_lengths=(length, length),
+    )
+
+
 def flex_block_sparse(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -153,41 +182,25 @@ def flex_block_sparse(
 ) -> torch.Tensor:
     """FlexAttention restricted to the key blocks selected in ``grid`` ([B, Hq, nq, nk]).
 
-    The BlockMask is built straight from the block grid (``BlockMask.from_kv_blocks``): selected
-    blocks are "full" blocks, so no per-element mask function runs. ``valid_len`` ([B], rows padded on
-    the right) turns the blocks that straddle a row's end into partial blocks with a padding mask.
+    Compiled (the CUDA default) it runs the fused kernel over the BlockMask's block lists. Eager
+    flex_attention evaluates only ``mask_mod`` (the block lists are a promise to the fused kernel), so
+    uncompiled the pattern is also spelled out per element (correct, slow: for checks only).
     """
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
 
-    B, Hq, L, _ = q.shape
-    nb = math.ceil(L / block_size)
+    L = q.shape[2]
     use_compile = q.is_cuda if compile is None else compile
-    if valid_len is None:
-        counts, idx = grid_to_kv_layout(grid)
-        part_cnt, part_idx, full_cnt, full_idx = torch.zeros_like(counts), idx, counts, idx
-    else:
-        block_start = torch.arange(nb, device=grid.device) * block_size
-        vl = valid_len.to(grid.device)[:, None, None, None]
-        inside = grid & (block_start + block_size <= vl)  # wholly before the row's end
-        straddle = grid & (block_start < vl) & (block_start + block_size > vl)
-        full_cnt, full_idx = grid_to_kv_layout(inside)
-        part_cnt, part_idx = grid_to_kv_layout(straddle)
-    mask_mod = None if valid_len is None else _padding_mask_mod(valid_len.to(q.device))
+    mm = None
     if not use_compile:
-        # Eager flex_attention evaluates only mask_mod (the block lists are a promise to the fused
-        # kernel), so without compilation the pattern must also be spelled out per element.
-        mask_mod = _grid_mask_mod(grid, block_size, None if valid_len is None else valid_len.to(q.device))
-    bm = BlockMask.from_kv_blocks(
-        part_cnt, part_idx, full_cnt, full_idx,
-        BLOCK_SIZE=(block_size, block_size), mask_mod=mask_mod, seq_lengths=(L, L),
-    )
-    enable_gqa = Hq != k.shape[1]
+        mm = _grid_mask_mod(grid, block_size, None if valid_len is None else valid_len.to(q.device))
+    bm = build_block_mask(grid, block_size, L, valid_len, mm)
+    enable_gqa = q.shape[1] != k.shape[1]
     kernel_options = None
     if q.is_cuda and block_size < 128:
         kernel_options = {"BLOCK_M": block_size, "BLOCK_N": block_size}
     if use_compile:
         return _compiled_flex()(q, k, v, block_mask=bm, enable_gqa=enable_gqa, kernel_options=kernel_options)
-    with warnings.catch_warnings():  # eager flex warns that it is unfused; on the CPU that is the point
+    with warnings.catch_warnings():  # eager flex warns that it is unfused; here that is the point
         warnings.simplefilter("ignore")
         return flex_attention(q, k, v, block_mask=bm, enable_gqa=enable_gqa, kernel_options=kernel_options)
 
@@ -243,6 +256,11 @@ def block_sparse_attention(
     compile: bool | None = None,
 ) -> torch.Tensor:
     if kernel == "flex":
+        if not q.is_cuda and not compile:
+            # On the CPU, eager flex is a per-element reference (15x slower than masked SDPA at 2k tokens)
+            # and inductor's CPU flex kernel fails to build for a mask without partial blocks (torch 2.13),
+            # so the same block-sparse attention runs as masked SDPA there.
+            return sdpa_block_sparse(q, k, v, grid, block_size, valid_len)
         return flex_block_sparse(q, k, v, grid, block_size, valid_len, compile)
     if kernel == "fa4" and valid_len is None:
         return fa4_block_sparse(q, k, v, grid, block_size)
