@@ -16,7 +16,6 @@ import argparse
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sparsed.attention.estimator_triton import block_mass_triton  # noqa: E402
 from sparsed.attention.kernels import (  # noqa: E402
     dense_attention,
     fa3_func,
@@ -32,7 +32,7 @@ from sparsed.attention.kernels import (  # noqa: E402
     flex_block_sparse,
     token_mask_from_grid,
 )
-from sparsed.attention.selection import SelectionRule, select_blocks  # noqa: E402
+from sparsed.attention.selection import SelectionRule, block_mass_torch, select_blocks  # noqa: E402
 from sparsed.results import device_info, versions, write_json_atomic  # noqa: E402
 
 
@@ -85,6 +85,12 @@ def check(length: int, block: int, select: float, gen: torch.Generator) -> list[
             rows.append({"check": "dense", "kernel": backend, "L": length, "rel_err": rel_err(out, ref)})
         except Exception as exc:  # noqa: BLE001 - report, keep going
             rows.append({"check": "dense", "kernel": backend, "L": length, "error": repr(exc)[:300]})
+    for gqa in (1, 4):  # the fused estimator against the PyTorch one (and float64), MHA and GQA
+        kk = k[:, : k.shape[1] // gqa]
+        ref_mass = block_mass_torch(q.double(), kk.double(), 1 / math.sqrt(D), block)
+        fused = block_mass_triton(q, kk, 1 / math.sqrt(D), block)
+        rows.append({"check": "estimator", "kernel": "block_mass_triton", "L": length, "block": block, "gqa": gqa,
+                     "rel_err": float((fused.double() - ref_mass).norm() / ref_mass.norm())})
     grid = select_blocks(q, k, length // 2, SelectionRule(block_size=block, select=select))
     mask = token_mask_from_grid(grid, block, length)
     ref_s = reference64(q, k, v, mask)
@@ -114,14 +120,27 @@ def bench(length: int, heads: int, block: int, select: float, gen: torch.Generat
                          "tflops": flops_dense / ms / 1e9})
         except Exception as exc:  # noqa: BLE001
             rows.append({"kind": "dense", "kernel": backend, "L": length, "error": repr(exc)[:300]})
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    grid = select_blocks(q, k, length - 128, SelectionRule(block_size=block, select=select))
-    torch.cuda.synchronize()
-    select_s = time.perf_counter() - t0
+    rule = SelectionRule(block_size=block, select=select)
+    grid = select_blocks(q, k, length - 128, rule)  # warm-up (Triton compile)
     density = float(grid.float().mean())
-    rows.append({"kind": "pattern", "kernel": "select_blocks", "L": length, "H": heads, "block": block,
-                 "ms": select_s * 1000, "density": density})
+    ms = cuda_median_ms(lambda: select_blocks(q, k, length - 128, rule), warmup=1, iters=3)
+    rows.append({"kind": "pattern", "kernel": "select_blocks_fused", "L": length, "H": heads, "block": block,
+                 "ms": ms, "density": density})
+    scale = 1 / math.sqrt(D)
+    if length <= 16384:  # the eager estimator, for the record (seconds at 64k)
+        ms = cuda_median_ms(lambda: block_mass_torch(q, k, scale, block), warmup=1, iters=3)
+        rows.append({"kind": "pattern", "kernel": "block_mass_torch", "L": length, "H": heads, "block": block, "ms": ms,
+                     "density": density})
+    grid_torch = None
+    if length <= 16384:
+        from sparsed.attention import selection
+
+        orig = selection.block_mass
+        selection.block_mass = lambda *a, **kw: block_mass_torch(*a, **kw)
+        grid_torch = select_blocks(q, k, length - 128, rule)
+        selection.block_mass = orig
+        rows.append({"check": "estimator_grid_agreement", "kernel": "fused_vs_torch", "L": length,
+                     "rel_err": 1.0 - float((grid_torch == grid).float().mean())})
     kernels = {"flex": lambda: flex_block_sparse(q, k, v, grid, block, compile=True)}
     if fa4_module():
         kernels["fa4_sparse"] = lambda: fa4_block_sparse(q, k, v, grid, block)
@@ -158,13 +177,13 @@ def main() -> None:
     print(f"{'kind':8} {'kernel':14} {'L':>6} {'ms':>9} {'note'}")
     for r in rows:
         if "check" in r:
-            print(f"check    {r['kernel']:14} {r['L']:>6} {'':>9} rel_err={r.get('rel_err', r.get('error'))}")
+            print(f"check    {r['kernel']:14} {r['L']:>6} {'':>9} {r['check']} rel_err={r.get('rel_err', r.get('error'))}")
         else:
             if "ms" not in r:
                 note = r.get("error")
             else:
                 note = f"{r.get('tflops', r.get('tflops_effective', 0)):.0f} TFLOP/s"
-            if r["kind"] == "pattern":
+            if r["kind"] == "pattern" and "ms" in r:
                 note = f"density {r['density']:.3f}"
             print(f"{r['kind']:8} {r['kernel']:14} {r['L']:>6} {r.get('ms', math.nan):9.2f} {note}")
     for L in args.lengths:

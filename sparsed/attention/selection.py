@@ -66,6 +66,36 @@ def _row_probs(q_blk: torch.Tensor, k: torch.Tensor, scale: float, n_rep: int) -
     return torch.softmax(s, dim=-1).reshape(B, Hq, R, -1)
 
 
+def block_mass_torch(q: torch.Tensor, k: torch.Tensor, scale: float, block_size: int,
+                     pool_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Sum of softmax(q k^T * scale) over every (query block, key block) tile: [B, Hq, nq, nk].
+
+    One query block's scores exist at a time. ``pool_dtype`` rounds the probabilities to that dtype
+    before pooling (the released code pools in the model's dtype).
+    """
+    L, Lk = q.shape[2], k.shape[2]
+    nq, nk = math.ceil(L / block_size), math.ceil(Lk / block_size)
+    n_rep = q.shape[1] // k.shape[1]
+    out = []
+    for i in range(nq):
+        p = _row_probs(q[:, :, i * block_size : (i + 1) * block_size], k, scale, n_rep)
+        if pool_dtype is not None:
+            p = p.to(pool_dtype).float()
+        out.append(_block_sums(p, block_size, nk))
+    return torch.stack(out, dim=2)
+
+
+def block_mass(q: torch.Tensor, k: torch.Tensor, scale: float, block_size: int,
+               pool_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Fused Triton kernel on CUDA (two passes over the keys, no score matrix in memory), PyTorch elsewhere."""
+    if q.is_cuda:
+        from sparsed.attention.estimator_triton import block_mass_triton, triton_available
+
+        if triton_available() and q.shape[-1] in (32, 64, 128, 256) and block_size >= 16:
+            return block_mass_triton(q, k, scale, block_size, round_bf16=pool_dtype == torch.bfloat16)
+    return block_mass_torch(q, k, scale, block_size, pool_dtype)
+
+
 def select_blocks_row(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -77,55 +107,40 @@ def select_blocks_row(
     _, Hq, L, D = q.shape
     bs = rule.block_size
     nb = math.ceil(L / bs)
-    n_rep = Hq // k.shape[1]
     scale = rule.scale if rule.scale is not None else 1.0 / math.sqrt(D)
     ref = rule.compat == "reference"
     # `last`: first key block of the generation region (the reference counts a straddling block as prompt)
     last = min(math.ceil(prompt_len / bs), nb - 1) if ref else min(prompt_len // bs, nb - 1)
-    first_gen_block = last
     n_prompt_blocks = last if ref else math.ceil(prompt_len / bs)
-    n_gen = nb - first_gen_block
-    grid = torch.zeros(1, Hq, nb, nb, dtype=torch.bool, device=q.device)
+    n_gen = nb - last
     k_all = keep_count(nb, rule.select, rule.compat)
     k_pre = keep_count(n_prompt_blocks, rule.select, rule.compat)
     k_gen = keep_count(n_gen, rule.select, rule.compat)
-    col_counts = torch.full((nb,), float(bs), device=q.device)
-    col_counts[-1] = L - (nb - 1) * bs
-    imp_all, imp_gen = [], []
-    for i in range(nb):
-        q_blk = q[:, :, i * bs : (i + 1) * bs]
-        rows = q_blk.shape[2]
-        p = _row_probs(q_blk, k, scale, n_rep)
-        if ref:
-            p = p.to(q.dtype)  # the reference pools the softmax in the model's dtype
-            imp = _block_sums(p.float(), bs, nb) / (bs * bs)
-        else:
-            imp = _block_sums(p, bs, nb) / (rows * col_counts)
-        if debug is not None:
-            imp_all.append(imp)
-        if not rule.isolated:
-            grid[:, :, i] = _topk_mask(imp, k_all)
-            continue
-        if ref:
-            sel = _topk_mask(imp, k_all)
-            sel[..., last:] = False
-            kg = k[:, :, last * bs :]
-            pg = _row_probs(q_blk, kg, scale, n_rep).to(q.dtype).float()
-            imp_g = _block_sums(pg, bs, n_gen) / (bs * bs)
-            if debug is not None:
-                imp_gen.append(imp_g)
-            sel[..., last:] |= _topk_mask(imp_g, k_gen)
-        else:
-            sel = torch.zeros_like(imp, dtype=torch.bool)
-            if n_prompt_blocks:
-                sel[..., :n_prompt_blocks] = _topk_mask(imp[..., :n_prompt_blocks], k_pre)
-            sel[..., first_gen_block:] |= _topk_mask(imp[..., first_gen_block:], k_gen)
-        grid[:, :, i] = sel
+    pool = q.dtype if ref and q.dtype != torch.float32 else None
+    mass = block_mass(q, k, scale, bs, pool)
+    if ref:
+        imp = mass / (bs * bs)  # zero-padded tiles: a partial block is still divided by bs^2
+    else:
+        sizes = torch.full((nb,), float(bs), device=q.device)
+        sizes[-1] = L - (nb - 1) * bs
+        imp = mass / (sizes[:, None] * sizes[None, :])
     if debug is not None:
-        debug["importance_all"] = torch.stack(imp_all, dim=2)
-        if imp_gen:
-            debug["importance_gen"] = torch.stack(imp_gen, dim=2)
+        debug["importance_all"] = imp
         debug["last"] = last
+    if not rule.isolated:
+        return _topk_mask(imp, k_all)
+    if ref:
+        grid = _topk_mask(imp, k_all)
+        grid[..., last:] = False
+        imp_g = block_mass(q, k[:, :, last * bs :], scale, bs, pool) / (bs * bs)
+        if debug is not None:
+            debug["importance_gen"] = imp_g
+        grid[..., last:] |= _topk_mask(imp_g, k_gen)
+        return grid
+    grid = torch.zeros_like(imp, dtype=torch.bool)
+    if n_prompt_blocks:
+        grid[..., :n_prompt_blocks] = _topk_mask(imp[..., :n_prompt_blocks], k_pre)
+    grid[..., last:] |= _topk_mask(imp[..., last:], k_gen)
     return grid
 
 
