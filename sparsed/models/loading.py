@@ -60,7 +60,7 @@ def resolve_checkpoint(path: str) -> Path:
         return Path(snapshot_download(repo_id=path, allow_patterns=HUB_FILES))
     except Exception as exc:  # noqa: BLE001 - offline, gated, missing: one clear message
         raise ConfigError(
-            f"model.path={path}: could not fetch this hub id ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"model.path={path}: could not fetch this hub id ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). "
             "Offline? Download the checkpoint elsewhere and point at its folder: model.path=/path/to/checkpoint"
         ) from exc
 
