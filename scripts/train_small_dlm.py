@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--pretrain-frac", type=float, default=0.5,
+                    help="share of rows trained with LLaDA's pretraining objective (whole sequence masked) "
+                         "instead of the SFT one (prompt kept); 0 = pure SFT")
     ap.add_argument("--seed", type=int, default=0, help="model init, data and mask noise")
     ap.add_argument("--tokens-per-batch", type=int, default=65_536, help="batch = this // sequence length")
     ap.add_argument("--lengths", type=int_list, default=(256, 512, 1024, 2048, 4096),
@@ -99,7 +102,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     )
     return TrainConfig(
         out=a.out, steps=a.steps, lr=a.lr, min_lr_ratio=a.min_lr_ratio, warmup_steps=min(a.warmup, a.steps),
-        weight_decay=a.weight_decay, grad_clip=a.grad_clip, seed=a.seed, preset=preset, model=overrides,
+        weight_decay=a.weight_decay, grad_clip=a.grad_clip, pretrain_frac=a.pretrain_frac,
+        seed=a.seed, preset=preset, model=overrides,
         tokenizer=a.tokenizer, data=data, device=a.device, compile=a.compile, workers=a.workers,
         max_minutes=a.max_minutes, save_every=a.save_every, export_every=a.export_every, log_every=a.log_every,
         resume=a.resume, progress=not a.no_progress,

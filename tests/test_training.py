@@ -82,7 +82,7 @@ def test_sft_loss_matches_the_formula() -> None:
     model = tiny_model()
     ids, plens = fixed_batch()
     nz = mask_answers(ids, plens, MASK, generator=torch.Generator().manual_seed(3))
-    out = sft_loss(model, ids, plens, nz)
+    out = sft_loss(model, ids, nz)
     logits = model(nz.input_ids)
     B, L = ids.shape
     expected = torch.zeros(())
@@ -94,18 +94,34 @@ def test_sft_loss_matches_the_formula() -> None:
     assert int(out.n_masked) == int(nz.masked.sum())
 
 
+def test_full_rows_mask_the_prompt_and_normalise_by_length() -> None:
+    model = tiny_model()
+    ids, plens = fixed_batch(B=4, L=64)
+    full = torch.tensor([True, False, True, False])
+    nz = mask_answers(ids, plens, MASK, generator=torch.Generator().manual_seed(2), full=full)
+    prompt = ~answer_region(plens, 64)
+    assert (nz.masked & prompt)[full].any() and not (nz.masked & prompt)[~full].any()
+    assert nz.norm.tolist() == [64.0, 54.0, 64.0, 44.0]
+    out = sft_loss(model, ids, nz)
+    logits = model(nz.input_ids)
+    expected = sum(F.cross_entropy(logits[b][nz.masked[b]], ids[b][nz.masked[b]], reduction="sum")
+                   / nz.t[b] / nz.norm[b] for b in range(4)) / 4
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_loss_weights_one_over_t_and_ignores_unmasked() -> None:
     model = tiny_model()
     ids, plens = fixed_batch()
     masked = answer_region(plens, ids.shape[1]) & (torch.arange(ids.shape[1]) % 2 == 0)
     noisy = torch.where(masked, torch.full_like(ids, MASK), ids)
-    half = sft_loss(model, ids, plens, Noised(noisy, masked, torch.full((4,), 0.5))).loss
-    full = sft_loss(model, ids, plens, Noised(noisy, masked, torch.full((4,), 1.0))).loss
+    norm = (ids.shape[1] - plens).float()
+    half = sft_loss(model, ids, Noised(noisy, masked, torch.full((4,), 0.5), norm)).loss
+    full = sft_loss(model, ids, Noised(noisy, masked, torch.full((4,), 1.0), norm)).loss
     torch.testing.assert_close(half, 2 * full)
     # the targets at positions that are not masked (prompt, kept answer tokens) do not enter the loss
     other = ids.clone()
     other[~masked] = (other[~masked] + 1) % 64
-    same = sft_loss(model, other, plens, Noised(noisy, masked, torch.full((4,), 1.0))).loss
+    same = sft_loss(model, other, Noised(noisy, masked, torch.full((4,), 1.0), norm)).loss
     torch.testing.assert_close(same, full)
 
 
@@ -117,7 +133,7 @@ def test_a_few_steps_decrease_the_loss_on_a_fixed_batch() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(6):
-        loss = sft_loss(model, ids, plens, nz).loss
+        loss = sft_loss(model, ids, nz).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -59,6 +59,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     mask_eps: float = 1e-3
+    pretrain_frac: float = 0.5  # rows trained with LLaDA's pretraining objective (prompt masked too)
     seed: int = 0
     preset: str = "small"
     model: dict[str, int] = field(default_factory=dict)  # overrides of the preset (dim, n_layers, ...)
@@ -223,12 +224,13 @@ class Trainer:
         plens = batch.prompt_lengths.to(self.device, non_blocking=True)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(noise_seed(cfg.seed, batch.step))
-        noised = mask_answers(ids, plens, self.args.mask_token_id, cfg.mask_eps, gen)
+        full = torch.rand(ids.shape[0], device=self.device, generator=gen) < cfg.pretrain_frac
+        noised = mask_answers(ids, plens, self.args.mask_token_id, cfg.mask_eps, gen, full)
         lr = lr_at(cfg, batch.step)
         for group in self.opt.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            out = sft_loss(self.model, ids, plens, noised, self.hidden_fn)
+            out = sft_loss(self.model, ids, noised, self.hidden_fn)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
