@@ -1,0 +1,162 @@
+"""Accuracy runs from Hydra: ``python run.py task=ruler prompt=4k`` / ``task=gsm8k`` / ``task=mmlu`` / ``task=humaneval``.
+
+``run_eval`` checks the ``task`` node and the benchmark data, loads the model once, runs the benchmark
+(RULER through the in-repo generator, the others through lm-eval) and writes ``result.json`` atomically:
+per-task scores (0-100), their average and which tasks ran, the attention density over the whole
+evaluation, timing, config, versions and device. ``result["summary"]`` holds the lines to print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sparsed.config_errors import ConfigError
+from sparsed.eval.settings import RULER_TASKS, EvalSettings, check_sparsed_schedule, parse_settings, task_gen
+from sparsed.results import device_info, versions, write_json_atomic
+
+log = logging.getLogger("sparsed")
+
+
+def run_eval(cfg: DictConfig, out_dir: str | Path, method_name: str, settings: Any) -> dict[str, Any]:
+    from sparsed.runner import prepare
+
+    out_dir = Path(out_dir)
+    s = parse_settings(cfg)
+    _preflight(cfg, s, method_name, settings)  # every check and data load before the model
+    t0 = time.perf_counter()
+    tokenizer, model, method = prepare(cfg, method_name, settings)
+    load_s = time.perf_counter() - t0
+    cache_db = _cache_db(cfg, s, method_name, out_dir)
+    t1 = time.perf_counter()
+    if s.name == "ruler":
+        from sparsed.eval.ruler_eval import run_ruler
+
+        out = run_ruler(cfg, s, tokenizer, model, method, out_dir, cache_db)
+        scores, details, not_run, stats = out["scores"], out["details"], out["not_run"], out["stats"]
+    else:
+        from sparsed.eval.lm_eval_tasks import run_lm_eval_task
+
+        detail = run_lm_eval_task(cfg, s, tokenizer, model, method, out_dir, cache_db)
+        stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "attention")}
+        scores, details, not_run = {s.name: detail["score"]}, {s.name: detail}, {}
+    eval_s = time.perf_counter() - t1
+    ran = [t for t, v in scores.items() if v is not None]
+    average = round(sum(scores[t] for t in ran) / len(ran), 2) if ran else None  # type: ignore[misc]
+    from sparsed.eval.paper import paper_deviations
+
+    result: dict[str, Any] = {
+        "task": s.name,
+        "scores": scores,
+        "average": average,
+        "tasks_run": ran,
+        "tasks_not_run": not_run,
+        "complete": not not_run and bool(ran),
+        "details": details,
+        "attention": stats["attention"],
+        "timing": {"model_load_s": round(load_s, 3), "eval_s": round(eval_s, 3), "generation_s": stats["generation_s"],
+                   "sequences": stats["sequences"], "nfe": stats["nfe"]},
+        "settings": dataclasses.asdict(s),
+        "cache": None if cache_db is None else str(cache_db) + "_rank0.db",
+        "warnings": paper_deviations(s.name, cfg.prompt.length, method_name, settings),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": versions(),
+        "device": device_info(model.device),
+        "model_init": cfg.model.init,
+    }
+    path = out_dir / "result.json"
+    result["summary"] = eval_summary_lines(result, str(path))
+    write_json_atomic(path, result)
+    result["result_path"] = str(path)
+    return result
+
+
+def _preflight(cfg: DictConfig, s: EvalSettings, method_name: str, settings: Any) -> None:
+    if s.name == "ruler":
+        from sparsed.eval.ruler_eval import ruler_plan
+
+        if cfg.prompt.length is None:
+            raise ConfigError("task=ruler needs prompt.length (e.g. prompt=4k or prompt=8k)")
+        for task, gen in ruler_plan(cfg, s).items():
+            check_sparsed_schedule(method_name, settings, gen.steps, f"RULER {task}")
+        return
+    gen = task_gen(cfg, s, s.gen_length)  # type: ignore[arg-type]
+    check_sparsed_schedule(method_name, settings, gen.steps, f"task={s.name}")
+    from sparsed.eval.benchdata import BenchmarkDataUnavailable
+    from sparsed.eval.lm_eval_tasks import preflight
+
+    try:
+        preflight(s)
+    except BenchmarkDataUnavailable as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _cache_db(cfg: DictConfig, s: EvalSettings, method_name: str, out_dir: Path) -> Path | None:
+    """The request cache of this exact evaluation (lm-eval adds ``_rank0.db``).
+
+    Requests are keyed by their text and generation arguments only, so the file name carries a hash of
+    everything else that shapes an answer (model, sampler, attention, benchmark settings) and a cache is
+    never reused across configurations. Sample count, batch size and cache location are left out: a
+    rerun with a larger ``task.limit`` reuses the answers it already has.
+    """
+    if not s.cache:
+        return None
+    c = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(c, dict)
+    task = {k: v for k, v in c["task"].items() if k not in ("limit", "batch_size", "cache", "cache_dir")}
+    key = {"model": c["model"], "gen": c["gen"], "attention": c["attention"], "task": task,
+           "sparsed": c["sparsed"] if method_name == "sparsed" else None,
+           "prompt": c["prompt"] if s.name == "ruler" else None}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    folder = Path(s.cache_dir).expanduser() if s.cache_dir else out_dir / "cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{s.name}_{digest}"
+
+
+def _fmt(v: float | None) -> str:
+    return "not run" if v is None else f"{v:.2f}"
+
+
+def eval_summary_lines(result: dict[str, Any], path: str | None = None) -> list[str]:
+    """What ``run.py`` prints after an evaluation."""
+    cfg, s, att, tm = result["config"], result["settings"], result["attention"], result["timing"]
+    lines = []
+    if result["model_init"] == "random":
+        lines.append("note       random-init weights: scores are noise; use a trained checkpoint for real numbers")
+    lines.append(f"model      {cfg['model']['name']} ({result['model_init']}) on {result['device']['name']}")
+    lines.append(f"attention  {att['method']}  density {att['density_mean']:.3f}")
+    if result["task"] == "ruler":
+        lines.append(f"task       RULER at {cfg['prompt']['length']} tokens, {s['limit'] or 500} samples per task, "
+                     f"batch {s['batch_size']}")
+        for t in s["tasks"] or RULER_TASKS:
+            d = result["details"].get(t)
+            extra = f"  (n={d['n']}, gen {d['gen']['gen_length']}, T {d['gen']['steps']})" if d else ""
+            lines.append(f"  {t:<16} {_fmt(result['scores'].get(t))}{extra}")
+    else:
+        d = result["details"][result["task"]]
+        g = d["gen"]
+        lines.append(f"task       {result['task']} {d['num_fewshot']}-shot, gen {g['gen_length']} / T {g['steps']} / "
+                     f"block {g['block_length']}, n={d['n']}, chat template {'on' if d['chat_template'] else 'off'}")
+        extra = ""
+        if result["task"] == "gsm8k":
+            extra = f"; strict-match {_fmt(d['strict-match'])}"
+        elif result["task"] == "mmlu":
+            extra = f"; subject average {_fmt(d['macro_average'])}"
+        lines.append(f"score      {_fmt(d['score'])} {d['metric']}{extra}".rstrip())
+    n_run, n_all = len(result["tasks_run"]), len(result["scores"])
+    lines.append(f"average    {_fmt(result['average'])} over {n_run}/{n_all} tasks")
+    for t, why in result["tasks_not_run"].items():
+        lines.append(f"not run    {t}: {why[:160]}")
+    for w in result["warnings"]:
+        lines.append(f"warning    {w}")
+    lines.append(f"time       {tm['eval_s']:.1f} s evaluation ({tm['generation_s']:.1f} s generating "
+                 f"{tm['sequences']} sequences), model load {tm['model_load_s']:.1f} s")
+    lines.append(f"result     {path or result.get('result_path')}")
+    return lines
