@@ -111,9 +111,15 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Each DataLoader worker tokenizes on its own core; the tokenizer's thread pool would oversubscribe
+    # them (and warns after fork).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cfg = config_from_args(parse_args(argv))
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except (FileExistsError, ValueError) as exc:  # setup problems: one line, no traceback
+        sys.exit(f"error: {exc}")
     print(json.dumps(summary, indent=2))
 
 

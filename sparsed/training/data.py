@@ -23,6 +23,7 @@ DataLoader workers build steps in any order.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import random
@@ -288,6 +289,10 @@ class BatchMaker:
         if self.eot_id is None or self.eot_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {EOT} token")
         gen = ruler_generate or (default_ruler_generate() if use_default_ruler else None)
+        if gen is not None and ruler_generate is None and importlib.util.find_spec("wonderwords") is None:
+            # The RULER generator draws keys and word lists from wonderwords' data; failing here beats a
+            # crash inside a DataLoader worker. (Its wheel is pure Python: carry it if pip cannot reach PyPI.)
+            raise ImportError("the RULER training tasks need the wonderwords package (pip install wonderwords)")
         self.ruler = gen
         self._ruler_params = set(inspect.signature(gen).parameters) if gen is not None else set()
         weights = {t: w for t, w in cfg.weights.items() if w > 0 and (t in QA_TASKS or gen is not None)}
