@@ -181,6 +181,7 @@ class SparsedLM(LM):
         self.batch_size = self._batch_size(batch_size)
         self.mc_num, self.mc_batch_size, self.seed = int(mc_num), int(mc_batch_size), int(seed)
         self.progress = bool(progress)
+        self.progress_desc = "generate_until"
         self.meter = DensityMeter()
         self.generation_s = 0.0
         self.sequences = 0
@@ -289,7 +290,7 @@ class SparsedLM(LM):
         groups: dict[tuple, list[_Job]] = {}
         for job in jobs:
             groups.setdefault(dataclasses.astuple(job.gen), []).append(job)
-        bar = tqdm(total=len(jobs), desc="generate_until", disable=disable_tqdm or not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), desc=self.progress_desc, disable=disable_tqdm or not self.progress, dynamic_ncols=True)
         for group in groups.values():
             group.sort(key=lambda j: -len(j.ids))  # longest first: an out-of-memory shows at once
             for start in range(0, len(group), self.batch_size):

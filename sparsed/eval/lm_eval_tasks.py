@@ -27,6 +27,7 @@ log = logging.getLogger("sparsed")
 # The number each benchmark reports (in Table 1): GSM8K's flexible extraction (instruct models seldom
 # write "#### N"; strict-match is kept alongside), MMLU's accuracy over all questions, HumanEval's pass@1.
 MMLU_SUBSET = "sparsed_mmlu_subset"
+PROMPTS_KEPT = 5  # documents per (sub)task whose full prompt goes into samples_<task>.jsonl
 PRIMARY = {"gsm8k": ("exact_match", "flexible-extract"), "mmlu": ("acc", "none"), "humaneval": ("pass@1", "none")}
 
 
@@ -63,7 +64,7 @@ def run_lm_eval_task(
                               mc_batch_size=s.mc_batch_size, seed=gen.seed, progress=cfg.run.progress)
     task, extra_paths = _task_spec(s, out_dir)
     tm = TaskManager(include_path=[TASKS_DIR, *extra_paths], include_defaults=False, metadata=task_metadata(s))
-    chat = s.chat_template(cfg)
+    chat = s.chat_template(cfg) and bool(getattr(tokenizer, "chat_template", None))  # a base tokenizer has none
     t0 = time.perf_counter()
     res = lm_eval.simple_evaluate(
         model=lm, tasks=[task], num_fewshot=s.num_fewshot if s.name != "humaneval" else None,
@@ -76,7 +77,8 @@ def run_lm_eval_task(
     assert res is not None
     detail = _scores(s.name, task, res)
     detail["samples_file"] = str(_write_samples(out_dir, s.name, res.get("samples", {})))
-    detail["gen"] = {"gen_length": gen.gen_length, "steps": gen.steps, "block_length": gen.block_length,
+    detail["gen"] = {"gen_length": gen.gen_length, "steps": gen.steps,
+                     "block_length": gen.block_length if cfg.model.arch == "llada" else None,  # Dream has no blocks
                      "temperature": gen.temperature, "top_p": gen.top_p}
     detail["num_fewshot"] = s.num_fewshot if s.name != "humaneval" else 0
     detail["chat_template"] = chat
@@ -129,7 +131,8 @@ def _scores(name: str, task: str, res: dict[str, Any]) -> dict[str, Any]:
         return {"score": None if micro is None else round(micro, 2), "metric": "acc (all questions)",
                 "macro_average": None if macro is None else round(macro, 2), "n": total, "per_subject": per_subject}
     r = results[task]
-    out: dict[str, Any] = {"score": _pct(r.get(f"{metric},{filt}")), "metric": f"{metric} ({filt})",
+    label = metric if filt == "none" else f"{metric} ({filt})"
+    out: dict[str, Any] = {"score": _pct(r.get(f"{metric},{filt}")), "metric": label,
                            "n": (n.get(task) or {}).get("effective")}
     if name == "gsm8k":
         out["strict-match"] = _pct(r.get("exact_match,strict-match"))
@@ -138,7 +141,8 @@ def _scores(name: str, task: str, res: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_samples(out_dir: Path, name: str, samples: dict[str, list[dict[str, Any]]]) -> Path:
-    """Every prompt, raw answer, extracted answer and per-sample metric (one JSON line each)."""
+    """Every raw answer, extracted answer and per-sample metric (one JSON line each); the full prompt for the
+    first few documents of each (sub)task only, since few-shot prompts would make MMLU's file ~40 MB."""
     path = out_dir / f"samples_{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     keep = ("doc_id", "target", "arguments", "resps", "filtered_resps", "filter")
@@ -146,6 +150,8 @@ def _write_samples(out_dir: Path, name: str, samples: dict[str, list[dict[str, A
         for task, rows in samples.items():
             for row in rows:
                 rec = {"task": task.split("::")[-1], **{k: row.get(k) for k in keep if k in row}}
+                if (row.get("doc_id") or 0) >= PROMPTS_KEPT:
+                    rec.pop("arguments", None)
                 rec |= {k: v for k, v in row.items() if k in ("acc", "pass@1", "exact_match")}
                 rec["doc"] = {k: v for k, v in (row.get("doc") or {}).items() if k not in ("test", "canonical_solution")}
                 f.write(json.dumps(rec, default=str) + "\n")

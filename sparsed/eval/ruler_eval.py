@@ -65,7 +65,7 @@ def run_ruler(
             scores[task] = None
             not_run[task] = f"{type(exc).__name__}: {exc}"
             continue
-        lm.gen, lm.meter = gen, DensityMeter()
+        lm.gen, lm.meter, lm.progress_desc = gen, DensityMeter(), f"RULER {task}"
         gen_s0 = lm.generation_s
         requests = []
         for i, x in enumerate(samples):
@@ -82,7 +82,8 @@ def run_ruler(
         details[task] = {
             "score": scores[task], "metric": samples[0]["metric"], "paper_name": RULER_PAPER_NAMES[task], "n": len(samples),
             "prompt_tokens_mean": round(sum(x["length"] for x in samples) / len(samples), 1),
-            "gen": {"gen_length": gen.gen_length, "steps": gen.steps, "block_length": gen.block_length},
+            "gen": {"gen_length": gen.gen_length, "steps": gen.steps,
+                    "block_length": gen.block_length if cfg.model.arch == "llada" else None},
             "haystack": samples[0].get("haystack"), "wall_s": round(time.perf_counter() - t0, 3),
             "generation_s": round(lm.generation_s - gen_s0, 3),
             "attention": lm.meter.report(getattr(method, "name", "dense")),

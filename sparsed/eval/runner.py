@@ -142,8 +142,9 @@ def eval_summary_lines(result: dict[str, Any], path: str | None = None) -> list[
     else:
         d = result["details"][result["task"]]
         g = d["gen"]
-        lines.append(f"task       {result['task']} {d['num_fewshot']}-shot, gen {g['gen_length']} / T {g['steps']} / "
-                     f"block {g['block_length']}, n={d['n']}, chat template {'on' if d['chat_template'] else 'off'}")
+        block = f" / block {g['block_length']}" if g["block_length"] else ""
+        lines.append(f"task       {result['task']} {d['num_fewshot']}-shot, gen {g['gen_length']} / T {g['steps']}{block}, "
+                     f"n={d['n']}, chat template {'on' if d['chat_template'] else 'off'}")
         extra = ""
         if result["task"] == "gsm8k":
             extra = f"; strict-match {_fmt(d['strict-match'])}"
