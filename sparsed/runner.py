@@ -174,6 +174,8 @@ def _step_kinds(method: AttentionMethod, steps: int) -> list[str]:
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
+    if "summary" in result:  # evaluation runs (task=ruler|gsm8k|humaneval|mmlu) bring their own
+        return result["summary"]
     lat = result["latency"]
     score = result["score"]
     lines = [

@@ -22,6 +22,7 @@ from sparsed.models.transformer import DiffusionLM, ModelArgs
 ARCHITECTURES: dict[str, ModuleType] = {"llada": llada, "dream": dream}
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
           "fp16": torch.float16, "float16": torch.float16}
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
 
 
@@ -48,6 +49,8 @@ def looks_like_hub_id(path: str) -> bool:
 def resolve_checkpoint(path: str) -> Path:
     """A local folder holding config.json; hub ids are downloaded (safetensors only) when online."""
     p = Path(os.path.expanduser(path))
+    if not p.is_absolute() and not p.exists() and (PACKAGE_ROOT / p).is_dir():
+        p = PACKAGE_ROOT / p  # a path inside the repository (the shipped model) from any working directory
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise ConfigError(f"model.path={path}: the folder has no config.json")
