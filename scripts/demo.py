@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     results = {}
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for label, overrides in (("dense", ["attention=dense"]), ("sparsed", ["attention=sparsed"])):
-            cfg = compose(config_name="config", overrides=overrides + ["run.progress=false"] + argv)
+            cfg = compose(config_name="config", overrides=overrides + ["run.progress=false", "run.warmup=false"] + argv)
             out_dir = ROOT / "outputs" / "demo" / stamp / label
             try:
                 results[label] = run(cfg, out_dir)

@@ -30,7 +30,11 @@ def load_tokenizer(path: str | Path | None = None) -> Any:  # noqa: ANN401 - a t
     """Load the tokenizer of a checkpoint folder (or hub id); ``None`` gives the project tokenizer."""
     from transformers import AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     source = str(project_tokenizer_path() if path is None else path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers does not know model_type "llada"; only the tokenizer is read
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - any failure here: try the data files before giving up
@@ -42,6 +46,8 @@ def load_tokenizer(path: str | Path | None = None) -> Any:  # noqa: ANN401 - a t
             return tokenizer_from_files(folder)
         except FileNotFoundError:
             raise exc from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def _local_folder(source: str) -> Path | None:
