@@ -10,7 +10,6 @@ and batches with left padding. Writes one JSON with every per-task score.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -29,7 +29,6 @@ def project_tokenizer_path() -> Path:
 def load_tokenizer(path: str | Path | None = None) -> Any:  # noqa: ANN401 - a transformers tokenizer
     """Load the tokenizer of a checkpoint folder (or hub id); ``None`` gives the project tokenizer."""
     from transformers import AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     source = str(project_tokenizer_path() if path is None else path)
