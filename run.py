@@ -26,6 +26,10 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     for line in summary_lines(result):
         print(line)
+    if cfg.run.wandb:
+        from sparsed.tracking import log_to_wandb
+
+        log_to_wandb(result, cfg.run.wandb_project)
 
 
 if __name__ == "__main__":
