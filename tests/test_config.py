@@ -39,7 +39,7 @@ def cfg_with(*overrides: str):
         (["attention=dense", "attention.name=magic"], "attention.name='magic' is not a known method; choose one of"),
         (["attention=sliding_window", "attention.ws=0"], "attention.ws=0 must be a positive number of tokens"),
         (["model.arch=gpt"], "model.arch='gpt' is not allowed; choose one of: llada, dream"),
-        (["model.init=pretrained"], "model.path is not set"),
+        (["model=llada_small_random", "model.init=pretrained"], "model.path is not set"),
         (["model=dream_small_random", "gen.alg=greedy"], "gen.alg='greedy' is not allowed; choose one of: origin"),
         (["prompt.length=40"], "prompt.length=40 must exceed gen.gen_length"),
         (["model.dtype=int8"], "model.dtype='int8' is not allowed"),
