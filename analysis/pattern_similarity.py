@@ -12,7 +12,6 @@ step x step similarity matrix for a few heads plus block-importance maps (Figure
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
