@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    ap.add_argument("--init-from", default=None,
+                    help="start from the weights of a LLaDA-layout checkpoint (e.g. sparsed/assets/small-dlm)")
     ap.add_argument("--steps", type=int, default=20_000, help="total optimizer steps (the LR schedule's length)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--tiny", action="store_true", help="tiny model and short sequences (smoke tests)")
@@ -106,7 +108,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         seed=a.seed, preset=preset, model=overrides,
         tokenizer=a.tokenizer, data=data, device=a.device, compile=a.compile, workers=a.workers,
         max_minutes=a.max_minutes, save_every=a.save_every, export_every=a.export_every, log_every=a.log_every,
-        resume=a.resume, progress=not a.no_progress,
+        resume=a.resume, progress=not a.no_progress, init_from=a.init_from,
     )
 
 

@@ -208,8 +208,8 @@ def test_real_ruler_generator_when_present(tok) -> None:  # noqa: ANN001
 # -- the trainer: exact resume, export -----------------------------------------------------------
 
 
-def train_cfg(out: Path, **kw: Any) -> TrainConfig:  # noqa: ANN401
-    return TrainConfig(out=out, steps=3, lr=3e-3, warmup_steps=1, preset="tiny", device="cpu", workers=0,
+def train_cfg(out: Path, preset: str = "tiny", **kw: Any) -> TrainConfig:  # noqa: ANN401
+    return TrainConfig(out=out, steps=3, lr=3e-3, warmup_steps=1, preset=preset, device="cpu", workers=0,
                        save_every=100, export_every=100, log_every=1, progress=False,
                        data=DataConfig(lengths=(256,), tokens_per_batch=512, gen_lengths=(32,), haystack="noise",
                                        weights={"qa_facts": 1.0, "qa_arith": 1.0}), **kw)
@@ -244,3 +244,15 @@ def test_small_preset_fits_20_mb(tok) -> None:  # noqa: ANN001
         model = DiffusionLM(model_args(TrainConfig(out=Path("unused")), tok))
     n = sum(p.numel() for p in model.parameters())
     assert 2 * n < 20_000_000, n
+
+
+def test_init_from_the_shipped_model(tmp_path: Path) -> None:
+    """A new run can start from the shipped weights (the optimizer state of its run was not kept)."""
+    cfg = train_cfg(tmp_path / "cont", preset="small", init_from="sparsed/assets/small-dlm")
+    trainer = Trainer(cfg)
+    shipped = load_model("sparsed/assets/small-dlm", device="cpu", dtype="fp32")
+    ids = torch.randint(0, 4000, (1, 16))
+    with torch.no_grad():
+        assert torch.equal(trainer.model.eval()(ids), shipped(ids))
+    with pytest.raises(ValueError, match="--init-from .* differs"):
+        Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm"))  # tiny preset

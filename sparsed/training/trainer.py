@@ -16,6 +16,7 @@ steps, so a resumed run continues exactly where the saved one stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -75,6 +76,7 @@ class TrainConfig:
     export_every: int = 1000
     log_every: int = 10
     resume: bool = False
+    init_from: str | None = None  # a LLaDA-layout checkpoint to start from (e.g. the shipped small model)
     progress: bool = True
 
 
@@ -169,6 +171,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         # fp32 master weights; bf16 only inside autocast (and in the exported checkpoint)
         self.model = DiffusionLM(self.args).init_random(cfg.seed).to(self.device).train()
+        if cfg.init_from:
+            self._load_initial_weights(cfg.init_from)
         self.opt = make_optimizer(self.model, cfg, self.device)
         self.step = 0
         self.tokens_seen = 0
@@ -181,6 +185,15 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Start from a saved model (fresh optimizer): continue training a shipped checkpoint."""
+        from sparsed.models.loading import load_model
+
+        start = load_model(path, device="cpu", dtype="fp32")
+        if dataclasses.replace(start.args, max_length=self.args.max_length) != self.args:  # the context may grow
+            raise ValueError(f"--init-from {path}: its architecture {start.args} differs from this run's {self.args}")
+        self.model.load_state_dict(start.state_dict())
 
     @property
     def n_params(self) -> int:
