@@ -23,7 +23,7 @@ from sparsed.attention.base import AttentionMethod  # noqa: E402
 from sparsed.attention.kernels import dense_attention  # noqa: E402
 from sparsed.attention.selection import SelectionRule, select_blocks  # noqa: E402
 from sparsed.data.prompts import make_prompt  # noqa: E402
-from sparsed.data.ruler import render_prompt  # noqa: E402
+from sparsed.data.ruler import prompt_ids  # noqa: E402
 from sparsed.models.loading import load_model  # noqa: E402
 from sparsed.results import write_json_atomic  # noqa: E402
 from sparsed.sampling.llada import generate  # noqa: E402
@@ -70,8 +70,7 @@ def main() -> None:
     model = load_model(args.model, device=dev, dtype="bf16" if dev == "cuda" else "fp32")
     tok = load_tokenizer(args.model)
     prompt = make_prompt("niah", tok, length=args.length, seed=3, gen_length=args.gen_length)
-    r = render_prompt(tok, prompt.text, prompt.answer_prefix, True)
-    ids = torch.tensor([tok(r.text, add_special_tokens=r.add_special_tokens)["input_ids"]])
+    ids = torch.tensor([prompt_ids(tok, prompt.text, prompt.answer_prefix)])
     rec = PatternRecorder(SelectionRule(block_size=args.block_size, select=args.select, compat="reference"))
     out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.gen_length, attention=rec)
     answer = tok.decode(out.generated[0], skip_special_tokens=True)

@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparsed.attention import build_method  # noqa: E402
 from sparsed.data.ruler import generate as ruler_generate  # noqa: E402
-from sparsed.data.ruler import render_prompt  # noqa: E402
+from sparsed.data.ruler import prompt_ids  # noqa: E402
 from sparsed.eval.ruler_metrics import ruler_average, score  # noqa: E402
 from sparsed.models.loading import load_model  # noqa: E402
 from sparsed.results import device_info, versions, write_json_atomic  # noqa: E402
+from sparsed.sampling.common import left_pad  # noqa: E402
 from sparsed.sampling.llada import generate  # noqa: E402
 from sparsed.tokenizer import load_tokenizer  # noqa: E402
 
@@ -43,15 +44,8 @@ def methods_for(length: int, n_heads: int) -> dict:
 
 
 def batch_ids(tok, samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    seqs = []
-    for s in samples:
-        r = render_prompt(tok, s["input"], s["answer_prefix"], True)
-        seqs.append(tok(r.text, add_special_tokens=r.add_special_tokens)["input_ids"])
-    width = max(map(len, seqs))
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = torch.tensor([[pad] * (width - len(x)) + x for x in seqs])
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in seqs])
-    return ids, mask
+    return left_pad([prompt_ids(tok, s["input"], s["answer_prefix"]) for s in samples], pad)
 
 
 def main() -> None:

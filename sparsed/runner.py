@@ -32,15 +32,6 @@ def load_run_tokenizer(cfg: DictConfig):  # noqa: ANN201 - a transformers tokeni
     return load_tokenizer(source)
 
 
-def render_prompt(prompt: Any, tokenizer: Any, chat_template: bool) -> tuple[str, bool]:
-    """The exact text the model sees (chat-formatted user message + answer prefix) and whether the
-    tokenizer should add its special tokens: the same rendering the prompt generator budgeted with."""
-    from sparsed.data.ruler import render_prompt as render
-
-    r = render(tokenizer, prompt.text, prompt.answer_prefix or "", chat_template)
-    return r.text, r.add_special_tokens
-
-
 def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
     m = cfg.model
     if m.init == "pretrained":
@@ -95,13 +86,14 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if cfg.model.init == "pretrained":  # a missing folder or a checkpoint of another architecture fails here
         args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
     from sparsed.data.prompts import make_prompt
+    from sparsed.data.ruler import prompt_ids
 
     tokenizer = load_run_tokenizer(cfg)
     p = cfg.prompt
     prompt = make_prompt(p.kind, tokenizer, length=p.length, seed=p.seed, gen_length=cfg.gen.gen_length,
                          haystack=p.haystack)
-    text, special = render_prompt(prompt, tokenizer, cfg.model.chat_template)
-    ids = torch.tensor([tokenizer(text, add_special_tokens=special)["input_ids"]])
+    # the exact rendering (chat template, answer prefix, special tokens) the prompt generator budgeted with
+    ids = torch.tensor([prompt_ids(tokenizer, prompt.text, prompt.answer_prefix or "", cfg.model.chat_template)])
     canvas = ids.shape[1] + cfg.gen.gen_length
     warning = check_canvas_length(cfg, canvas)
     if warning:

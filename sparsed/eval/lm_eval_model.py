@@ -54,6 +54,7 @@ from sparsed.attention.base import AttentionMethod, LayerStats
 from sparsed.config import GenConfig
 from sparsed.eval.loglik import greedy_matches, mc_loglikelihood
 from sparsed.models.transformer import DiffusionLM
+from sparsed.sampling.common import left_pad
 from sparsed.sampling.dispatch import sample
 
 log = logging.getLogger("sparsed")
@@ -321,15 +322,9 @@ class SparsedLM(LM):
     @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], gen: GenConfig, max_tokens: list[int] | None = None) -> list[str]:
         """Decoded answers of one left-padded batch (each cut at its first end token, then to ``max_tokens``)."""
-        width = max(len(p) for p in prompts)
         pad = self._tokenizer.pad_token_id
         pad = self.model.args.pad_token_id if pad is None else pad
-        pad = 0 if pad is None else pad
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for r, p in enumerate(prompts):
-            ids[r, width - len(p) :] = torch.tensor(p)
-            mask[r, width - len(p) :] = 1
+        ids, mask = left_pad(prompts, 0 if pad is None else pad)
         padded = bool((mask == 0).any())
         out = sample(self.model, ids, gen, self.method, attention_mask=mask if padded else None)
         self.meter.add(self.method)

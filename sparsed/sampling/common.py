@@ -28,6 +28,17 @@ class GenerationOutput:
         return float(sum(self.step_times))
 
 
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of token lists, left-padded to the longest: (ids [B, W], attention mask [B, W], 1 = real)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[r, width - len(s) :] = 1
+    return ids, mask
+
+
 def pad_counts_of(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """Left padding per row from a [B, P] 0/1 mask; None when nothing is padded."""
     if attention_mask is None:

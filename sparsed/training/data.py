@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from sparsed.data.ruler.budget import prompt_ids
+
 log = logging.getLogger("sparsed")
 
 TRAIN_SEED_BASE = 1_000_000  # RULER seeds >= this are training data; evaluation uses smaller seeds
@@ -115,10 +117,7 @@ def step_rng(seed: int, step: int, stream: str = "batch") -> random.Random:
 
 def render_prompt_ids(tokenizer: Any, user_text: str, answer_prefix: str) -> list[int]:  # noqa: ANN401
     """Token ids of chat(user) + answer prefix, the way evaluation renders a prompt."""
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_text}], add_generation_prompt=True, tokenize=False
-    )
-    return tokenizer(text + answer_prefix, add_special_tokens=False)["input_ids"]
+    return prompt_ids(tokenizer, user_text, answer_prefix, chat_template=True)
 
 
 def answer_text(outputs: Sequence[str]) -> str:

@@ -23,6 +23,7 @@ from sparsed.data.ruler.budget import (
     LengthTooSmall,
     count_prompt_tokens,
     fit_size,
+    prompt_ids,
     render_prompt,
     uses_chat_template,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "essay_words",
     "fit_size",
     "generate",
+    "prompt_ids",
     "render_prompt",
 ]
 

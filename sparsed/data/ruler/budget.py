@@ -45,8 +45,17 @@ def render_prompt(tokenizer: Any, user_text: str, answer_prefix: str = "", chat_
     return RenderedPrompt(user_text + answer_prefix, add_special_tokens=True)
 
 
+def encode_rendered(tokenizer: Any, rendered: RenderedPrompt) -> list[int]:
+    return tokenizer.encode(rendered.text, add_special_tokens=rendered.add_special_tokens)
+
+
 def count_tokens(tokenizer: Any, rendered: RenderedPrompt) -> int:
-    return len(tokenizer.encode(rendered.text, add_special_tokens=rendered.add_special_tokens))
+    return len(encode_rendered(tokenizer, rendered))
+
+
+def prompt_ids(tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True) -> list[int]:
+    """The token ids the model is fed for this prompt: exactly what the budget counted."""
+    return encode_rendered(tokenizer, render_prompt(tokenizer, user_text, answer_prefix, chat_template))
 
 
 def count_prompt_tokens(tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True) -> int:
