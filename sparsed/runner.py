@@ -15,6 +15,7 @@ from sparsed.attention.base import AttentionMethod
 from sparsed.attention.registry import build_method
 from sparsed.config import EVAL_TASKS, check_canvas_length, validate
 from sparsed.config_errors import ConfigError
+from sparsed.eval.ruler_metrics import string_match_all
 from sparsed.models.loading import ARCHITECTURES, args_for, load_model, random_model, resolve_checkpoint
 from sparsed.models.transformer import DiffusionLM
 from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
@@ -59,18 +60,20 @@ def make_method(cfg: DictConfig, name: str, settings: Any, model: DiffusionLM) -
     return build_method(name, settings, num_heads=model.args.n_heads)
 
 
-def contains_all(text: str, answers: list[str]) -> float:
-    """RULER's string_match_all for one sample: fraction of gold strings found (case-insensitive)."""
-    if not answers:
-        return float("nan")
-    low = text.lower()
-    return sum(a.lower() in low for a in answers) / len(answers)
+def answer_score(text: str, answers: list[str]) -> float:
+    """RULER's string_match_all for one sample as a fraction (NaN when the prompt has no gold answer)."""
+    return string_match_all([text], [answers]) / 100 if answers else float("nan")
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """A missing folder or a checkpoint of another architecture fails here, before anything heavy."""
+    if cfg.model.init == "pretrained":
+        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
 
 
 def prepare(cfg: DictConfig, method_name: str, settings: Any) -> tuple[Any, DiffusionLM, AttentionMethod]:
     """Tokenizer, model and attention method for a validated config (shared with the evaluation tasks)."""
-    if cfg.model.init == "pretrained":
-        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
+    check_checkpoint(cfg)
     tokenizer = load_run_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
     return tokenizer, model, make_method(cfg, method_name, settings, model)
@@ -83,8 +86,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         from sparsed.eval.runner import run_eval
 
         return run_eval(cfg, out_dir, method_name, settings)
-    if cfg.model.init == "pretrained":  # a missing folder or a checkpoint of another architecture fails here
-        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
+    check_checkpoint(cfg)
     from sparsed.data.prompts import make_prompt
     from sparsed.data.ruler import prompt_ids
 
@@ -127,7 +129,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "prompt": {"name": p.name, "kind": p.kind, "tokens": int(ids.shape[1]), "canvas_tokens": canvas,
                    "gold": list(prompt.answers), "question_tail": prompt.text[-300:]},
         "answer": answer,
-        "score": contains_all(answer, list(prompt.answers)),
+        "score": answer_score(answer, list(prompt.answers)),
         "latency": {
             "total_s": round(out.total_time, 6),
             "repeats_total_s": [round(t, 6) for t in totals],

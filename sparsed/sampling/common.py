@@ -28,6 +28,17 @@ class GenerationOutput:
         return float(sum(self.step_times))
 
 
+def make_canvas(
+    prompt: torch.Tensor, attention_mask: torch.Tensor | None, gen_length: int, mask_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The canvas (prompt + ``gen_length`` mask tokens) and its key mask (generated positions are real)."""
+    x = torch.nn.functional.pad(prompt.to(device), (0, gen_length), value=mask_id)
+    full_mask = None
+    if attention_mask is not None:
+        full_mask = torch.nn.functional.pad(attention_mask.to(device).long(), (0, gen_length), value=1)
+    return x, full_mask
+
+
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of token lists, left-padded to the longest: (ids [B, W], attention mask [B, W], 1 = real)."""
     width = max(len(s) for s in seqs)

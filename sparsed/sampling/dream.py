@@ -11,12 +11,18 @@ the LM head.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from sparsed.attention.base import AttentionMethod, GenerationInfo
 from sparsed.config_errors import ConfigError
 from sparsed.models.transformer import DiffusionLM
-from sparsed.sampling.common import GenerationOutput, StepClock, method_session, pad_counts_of, progress
+from sparsed.sampling.common import (
+    GenerationOutput,
+    StepClock,
+    make_canvas,
+    method_session,
+    pad_counts_of,
+    progress,
+)
 
 ALGORITHMS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 
@@ -105,13 +111,9 @@ def diffusion_generate(
     check_dream_settings(max_new_tokens, steps, alg, top_p, top_k)
     mask_id = model.args.mask_token_id if mask_id is None else mask_id
     device = model.device
-    input_ids = input_ids.to(device)
     B, P = input_ids.shape
     L = P + max_new_tokens
-    x = F.pad(input_ids, (0, max_new_tokens), value=mask_id)
-    full_mask = None
-    if attention_mask is not None:
-        full_mask = F.pad(attention_mask.to(device).long(), (0, max_new_tokens), value=1)
+    x, full_mask = make_canvas(input_ids, attention_mask, max_new_tokens, mask_id, device)
     info = GenerationInfo(batch_size=B, canvas_length=L, prompt_length=P, gen_length=max_new_tokens,
                           total_steps=steps, pad_counts=pad_counts_of(attention_mask))
     timesteps = torch.linspace(1, eps, steps + 1, device=device)

@@ -11,12 +11,18 @@ left masked in an earlier block stays eligible, as in the original).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from sparsed.attention.base import AttentionMethod, GenerationInfo
 from sparsed.config_errors import ConfigError
 from sparsed.models.transformer import DiffusionLM
-from sparsed.sampling.common import GenerationOutput, StepClock, method_session, pad_counts_of, progress
+from sparsed.sampling.common import (
+    GenerationOutput,
+    StepClock,
+    make_canvas,
+    method_session,
+    pad_counts_of,
+    progress,
+)
 
 REMASKING = ("low_confidence", "random")
 
@@ -73,14 +79,9 @@ def generate(
     check_llada_settings(gen_length, block_length, steps, remasking)
     mask_id = model.args.mask_token_id if mask_id is None else mask_id
     device = model.device
-    prompt = prompt.to(device)
     B, P = prompt.shape
     L = P + gen_length
-    x = torch.full((B, L), mask_id, dtype=torch.long, device=device)
-    x[:, :P] = prompt
-    full_mask = None
-    if attention_mask is not None:
-        full_mask = F.pad(attention_mask.to(device).long(), (0, gen_length), value=1)
+    x, full_mask = make_canvas(prompt, attention_mask, gen_length, mask_id, device)
     pads = pad_counts_of(attention_mask)
     real_prompt = torch.zeros_like(x, dtype=torch.bool)
     real_prompt[:, :P] = True if full_mask is None else full_mask[:, :P].bool()
