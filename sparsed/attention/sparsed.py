@@ -71,9 +71,11 @@ class SparseD(AttentionMethod):
         self.s = settings
         self.num_heads_for_scale = num_heads_for_scale
         self.patterns: dict[int, torch.Tensor] = {}
+        self.pattern_pairs: dict[int, float] = {}  # attended (query, key) pairs of each layer's pattern
 
     def reset(self) -> None:
         self.patterns = {}
+        self.pattern_pairs = {}
 
     # -- schedule ----------------------------------------------------------------------------------
     def schedule(self, total_steps: int) -> tuple[int, int]:
@@ -122,6 +124,8 @@ class SparseD(AttentionMethod):
             q, k, v = (left_align(t, pad) for t in (q, k, v))
         if build_now or layer not in self.patterns:
             self.patterns[layer] = self.build_pattern(q, k, valid_len)
+            # counted once per pattern: a per-step count would synchronise the GPU at every layer
+            self.pattern_pairs[layer] = attended_pairs(self.patterns[layer], self.s.block_size, L)
         if sparse_now:
             out = self._sparse(layer, q, k, v, self.patterns[layer], valid_len)
         else:
@@ -135,7 +139,7 @@ class SparseD(AttentionMethod):
 
     def _sparse(self, layer, q, k, v, grid, valid_len):  # noqa: ANN001, ANN202
         B, H, L, _ = q.shape
-        self.record(layer, attended_pairs(grid, self.s.block_size, L), B * H * L * L, sparse=True)
+        self.record(layer, self.pattern_pairs[layer], B * H * L * L, sparse=True)
         compile_flag = {"auto": None, "true": True, "false": False}[str(self.s.compile).lower()]
         return block_sparse_attention(
             self.s.kernel, q, k, v, grid, self.s.block_size, valid_len, compile=compile_flag
