@@ -32,6 +32,10 @@ def int_list(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
 def weights_arg(text: str) -> dict[str, float]:
     """``task=w,task=w``: overrides of the default task weights (0 turns a task off)."""
     out = dict(DEFAULT_WEIGHTS)
@@ -70,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tokens-per-batch", type=int, default=65_536, help="batch = this // sequence length")
     ap.add_argument("--lengths", type=int_list, default=(256, 512, 1024, 2048, 4096),
                     help="canvas length buckets (prompt + generation region)")
+    ap.add_argument("--length-weights", type=float_list, default=None,
+                    help="relative draw weight of each --lengths bucket (default: uniform)")
     ap.add_argument("--curriculum", type=float, default=0.3,
                     help="fraction of --steps after which the longest bucket is in use (short ones unlock first)")
     ap.add_argument("--gen-lengths", type=int_list, default=(32, 64, 128), help="generation regions drawn per example")
@@ -99,7 +105,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     overrides = {k: v for k, v in {"dim": a.dim, "n_layers": a.layers, "n_heads": a.heads, "ffn_dim": a.ffn}.items()
                  if v is not None}
     data = DataConfig(
-        seed=a.seed, weights=a.tasks, lengths=lengths, curriculum_steps=int(a.curriculum * a.steps),
+        seed=a.seed, weights=a.tasks, lengths=lengths, length_weights=a.length_weights if not a.tiny else None,
+        curriculum_steps=int(a.curriculum * a.steps),
         tokens_per_batch=tokens, gen_lengths=gens, haystack=a.haystack, essay_path=a.essay_path,
     )
     return TrainConfig(

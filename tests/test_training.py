@@ -188,6 +188,17 @@ def test_curriculum_starts_short(tok) -> None:  # noqa: ANN001
     assert all(maker.plan(s)[0] == 256 for s in range(10))
 
 
+def test_length_weights_steer_the_buckets(tok) -> None:  # noqa: ANN001
+    cfg = DataConfig(lengths=(1024, 256, 512), length_weights=(0.0, 1.0, 3.0))
+    assert cfg.lengths == (256, 512, 1024) and cfg.length_weights == (1.0, 3.0, 0.0)  # sorted together
+    maker = BatchMaker(cfg, tok, ruler_generate=stub_ruler)
+    drawn = [maker.plan(s)[0] for s in range(400)]
+    assert 1024 not in drawn and 0.65 < drawn.count(512) / len(drawn) < 0.85
+    for bad in [(1.0, 1.0), (1.0, -1.0, 1.0), (0.0, 0.0, 0.0)]:
+        with pytest.raises(ValueError, match="length_weights"):
+            DataConfig(lengths=(256, 512, 1024), length_weights=bad)
+
+
 def test_assemble_pads_answer_region_with_eos() -> None:
     batch = assemble([Example("x", [1, 5, 6], [7, 8, 5]), Example("y", [1, 9], [5])], length=8, eos_id=0)
     assert batch.input_ids.tolist() == [[1, 5, 6, 7, 8, 5, 0, 0], [1, 9, 5, 0, 0, 0, 0, 0]]
@@ -232,6 +243,11 @@ def test_resume_gives_the_same_next_step(tmp_path: Path) -> None:
     a, b = log_losses(tmp_path / "straight"), log_losses(tmp_path / "cut")
     assert sorted(b) == [1, 2, 3]
     assert a[3] == b[3] and a[2] == b[2]
+    # every log line carries the answer-token accuracy of the tasks trained since the line before
+    rows = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    accs = [r["task_acc"] for r in rows]
+    assert all(set(acc) <= {"qa_facts", "qa_arith"} for acc in accs) and any(accs)
+    assert all(0.0 <= v <= 1.0 for acc in accs for v in acc.values())
 
     # the inference export loads through the regular loader, bf16, tokenizer alongside
     model = load_model(str(tmp_path / "cut" / "model"), device="cpu", dtype="bf16")

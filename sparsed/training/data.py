@@ -65,6 +65,9 @@ class DataConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096)
     curriculum_steps: int = 0  # step at which the longest length is first drawn (0: all from the start)
+    # Relative draw weight of each length (same order as ``lengths``; None: uniform). Short canvases
+    # give many more answers per token, long ones teach the retrieval at the evaluated lengths.
+    length_weights: tuple[float, ...] | None = None
     tokens_per_batch: int = 65_536
     max_batch: int = 512
     gen_lengths: tuple[int, ...] = (32, 64, 128)
@@ -79,6 +82,13 @@ class DataConfig:
             raise ValueError(f"unknown tasks {sorted(unknown)}; known: {RULER_TASKS + QA_TASKS}")
         if not any(w > 0 for w in self.weights.values()):
             raise ValueError("every task weight is 0")
+        if self.length_weights is not None:
+            if len(self.length_weights) != len(self.lengths) or any(w < 0 for w in self.length_weights) \
+                    or not any(w > 0 for w in self.length_weights):
+                raise ValueError(f"length_weights={self.length_weights}: need {len(self.lengths)} non-negative "
+                                 f"weights, one per length of {self.lengths}, not all 0")
+            pairs = sorted(zip(self.lengths, self.length_weights, strict=True))
+            self.lengths, self.length_weights = tuple(p[0] for p in pairs), tuple(float(p[1]) for p in pairs)
         self.lengths = tuple(sorted(self.lengths))
         self.gen_lengths = tuple(sorted(self.gen_lengths))
 
@@ -316,7 +326,12 @@ class BatchMaker:
         generator reuses the haystack size it found for the previous sample).
         """
         rng = step_rng(self.cfg.seed, step)
-        length = rng.choice(self.cfg.allowed_lengths(step))
+        allowed = self.cfg.allowed_lengths(step)
+        if self.cfg.length_weights is None:
+            length = rng.choice(allowed)
+        else:
+            weights = self.cfg.length_weights[: len(allowed)]
+            length = rng.choices(allowed, weights)[0] if any(w > 0 for w in weights) else allowed[-1]
         size = max(1, min(self.cfg.max_batch, self.cfg.tokens_per_batch // length))
         fits = [i for i, t in enumerate(self.tasks) if MIN_CANVAS.get(t, 0) <= length]
         tasks = [self.tasks[i] for i in fits] or ["qa_facts"]

@@ -73,6 +73,9 @@ class LossOutput:
     loss: torch.Tensor  # scalar, differentiable
     n_masked: torch.Tensor  # int scalar: masked tokens in the batch
     n_correct: torch.Tensor  # int scalar: of those, how many the argmax gets right (a progress signal)
+    rows: torch.Tensor  # long [n_masked]: the sample each masked token belongs to
+    targets: torch.Tensor  # long [n_masked]: the clean token at each masked position
+    hits: torch.Tensor  # bool [n_masked]: whether the argmax got it right (per-task accuracy in the log)
 
 
 def sft_loss(
@@ -96,5 +99,5 @@ def sft_loss(
     weight = 1.0 / (noised.t[rows[0]] * noised.norm[rows[0]])
     # With no masked token at all (tiny t on short answers) this is an exact zero that still backprops.
     loss = (ce * weight).sum() / B
-    correct = (logits.detach().argmax(-1) == target).sum()
-    return LossOutput(loss, torch.tensor(target.numel(), device=input_ids.device), correct)
+    hits = logits.detach().argmax(-1) == target
+    return LossOutput(loss, torch.tensor(target.numel(), device=input_ids.device), hits.sum(), rows[0], target, hits)

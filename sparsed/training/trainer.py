@@ -160,6 +160,26 @@ class StopFlag:
             signal.signal(sig, old)
 
 
+class TaskAccuracy:
+    """Answer-token accuracy per task over the steps since the last log line (device tensors until then)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []
+
+    def add(self, stats: dict[str, Any]) -> None:
+        self.pending.append((stats["tasks"], stats["row_tokens"], stats["row_hits"]))
+
+    def pop(self) -> dict[str, float]:
+        tokens: dict[str, float] = {}
+        hits: dict[str, float] = {}
+        for tasks, row_tokens, row_hits in self.pending:
+            for task, n, h in zip(tasks, row_tokens.tolist(), row_hits.tolist(), strict=True):
+                tokens[task] = tokens.get(task, 0.0) + n
+                hits[task] = hits.get(task, 0.0) + h
+        self.pending.clear()
+        return {t: round(hits[t] / tokens[t], 4) for t in sorted(tokens) if tokens[t] > 0}
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -231,7 +251,9 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Any]:
+        """One optimizer step. Statistics stay on the device (a host sync per step would stall the
+        launch queue of a model this small); ``_host_stats`` reads them when a step is logged."""
         cfg = self.cfg
         ids = batch.input_ids.to(self.device, non_blocking=True)
         plens = batch.prompt_lengths.to(self.device, non_blocking=True)
@@ -248,9 +270,19 @@ class Trainer:
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.opt.step()
-        n_masked = int(out.n_masked)
-        return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
-                "masked_acc": float(out.n_correct) / max(1, n_masked), "n_masked": n_masked}
+        # Answer accuracy per task: SFT rows only, answer text only (the EOS fill is trivially right).
+        content = ~full[out.rows] & (out.targets != self.args.eos_token_id)
+        B = ids.shape[0]
+        row_tokens = torch.zeros(B, device=self.device).index_add_(0, out.rows, content.float())
+        row_hits = torch.zeros(B, device=self.device).index_add_(0, out.rows, (content & out.hits).float())
+        return {"loss": out.loss.detach(), "lr": lr, "grad_norm": grad_norm.detach(), "n_masked": out.n_masked,
+                "n_correct": out.n_correct, "row_tokens": row_tokens, "row_hits": row_hits, "tasks": batch.tasks}
+
+    @staticmethod
+    def _host_stats(stats: dict[str, Any]) -> dict[str, float]:
+        n_masked = int(stats["n_masked"])
+        return {"loss": float(stats["loss"]), "lr": stats["lr"], "grad_norm": float(stats["grad_norm"]),
+                "masked_acc": float(stats["n_correct"]) / max(1, n_masked), "n_masked": n_masked}
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -297,6 +329,7 @@ class Trainer:
         stop_reason = "done"
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
                    desc="train", unit="step")
+        task_acc = TaskAccuracy()
         with StopFlag() as flag, log_path.open("a") as log_file:
             it = iter(self._loader())
             while self.step < cfg.steps:
@@ -305,25 +338,30 @@ class Trainer:
                 data_wait += time.monotonic() - t_wait
                 assert batch.step == self.step, (batch.step, self.step)
                 stats = self.train_step(batch)
+                task_acc.add(stats)
                 self.step += 1
                 self.tokens_seen += batch.n_tokens
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                logged = self.step % cfg.log_every == 0 or self.step == cfg.steps
+                if logged or self.step % cfg.save_every == 0 or self.step % cfg.export_every == 0:
+                    host = self._host_stats(stats)  # the only host sync: never save a non-finite model
+                    if not math.isfinite(host["loss"]):
+                        stop_reason = "non-finite loss"
+                        break  # no save: the last saved state is the one to resume from (lower --lr)
+                if logged:
                     now = time.monotonic()
                     tps = (self.tokens_seen - last_log_tokens) / max(1e-9, now - last_log_t)
-                    row = {"step": self.step, **{k: round(v, 6) for k, v in stats.items()},
+                    row = {"step": self.step, **{k: round(v, 6) for k, v in host.items()},
                            "tokens_per_s": round(tps, 1), "elapsed": round(self.elapsed_before + now - self._t0, 2),
                            "seq_len": batch.input_ids.shape[1], "batch": batch.input_ids.shape[0],
                            "tokens_seen": self.tokens_seen,
-                           "data_wait_frac": round(data_wait / max(1e-9, now - last_log_t), 3)}
+                           "data_wait_frac": round(data_wait / max(1e-9, now - last_log_t), 3),
+                           "task_acc": task_acc.pop()}
                     log_file.write(json.dumps(row) + "\n")
                     log_file.flush()
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['masked_acc']:.2f}",
+                    bar.set_postfix(loss=f"{host['loss']:.3f}", acc=f"{host['masked_acc']:.2f}",
                                     L=row["seq_len"], tok_s=f"{tps:.0f}")
                     last_log_t, last_log_tokens, data_wait = now, self.tokens_seen, 0.0
-                if not math.isfinite(stats["loss"]):
-                    stop_reason = "non-finite loss"
-                    break  # no save: the last saved state is the one to resume from (lower --lr)
                 if flag.signal is not None:
                     stop_reason = f"signal {flag.signal}"
                 elif cfg.max_minutes is not None and time.monotonic() - self._t0 >= cfg.max_minutes * 60:
@@ -338,6 +376,8 @@ class Trainer:
                     self.export()
             bar.close()
             del it  # stop the workers before the final (possibly slow) writes
+            if self.step > start_step and not math.isfinite(float(stats["loss"])):
+                stop_reason = "non-finite loss"  # a stop between two checked steps
             if stop_reason != "non-finite loss":
                 self.save()
                 self.export()
