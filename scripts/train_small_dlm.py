@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=min(8, max(0, (os.cpu_count() or 1) - 2)),
                     help="DataLoader processes building batches (0: in the training process)")
     ap.add_argument("--max-minutes", type=float, default=None, help="save and stop after this long")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="save and stop after this many steps of this invocation (a time limit's stop, made exact)")
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--export-every", type=int, default=1000, help="steps between inference checkpoints")
     ap.add_argument("--log-every", type=int, default=10)
@@ -114,7 +116,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, pretrain_frac=a.pretrain_frac,
         seed=a.seed, preset=preset, model=overrides,
         tokenizer=a.tokenizer, data=data, device=a.device, compile=a.compile, workers=a.workers,
-        max_minutes=a.max_minutes, save_every=a.save_every, export_every=a.export_every, log_every=a.log_every,
+        max_minutes=a.max_minutes, stop_after=a.stop_after,
+        save_every=a.save_every, export_every=a.export_every, log_every=a.log_every,
         resume=a.resume, progress=not a.no_progress, init_from=a.init_from,
     )
 

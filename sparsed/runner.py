@@ -179,7 +179,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"answer     {result['answer'][:200]!r}",
         f"score      {'n/a' if math.isnan(score) else f'{100 * score:.0f}'}",
         f"latency    {lat['total_s']:.3f} s total, {lat['mean_step_s'] * 1000:.1f} ms/step "
-        f"(warm-up {lat['warmup_s']} s)",
+        + ("(no warm-up run)" if lat["warmup_s"] is None else f"(after a {lat['warmup_s']} s warm-up run)"),
         f"result     {result['result_path']}",
     ]
     if result["model_init"] == "random":

@@ -272,3 +272,21 @@ def test_init_from_the_shipped_model(tmp_path: Path) -> None:
         assert torch.equal(trainer.model.eval()(ids), shipped(ids))
     with pytest.raises(ValueError, match="--init-from .* differs"):
         Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm"))  # tiny preset
+
+
+def test_stitched_stages_count_from_the_first_start(tmp_path: Path) -> None:
+    from sparsed.training.plot import main as plot_main
+    from sparsed.training.plot import stitch
+
+    logs = []
+    for stage, n in enumerate((3, 2), start=1):
+        path = tmp_path / f"s{stage}.jsonl"
+        path.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "elapsed": 10.0 * s, "tokens_seen": 100 * s,
+                                            "task_acc": {"vt": 0.1 * s}}) + "\n" for s in range(1, n + 1)))
+        logs.append(path)
+    rows = stitch(logs)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["stage"] for r in rows] == [1, 1, 1, 2, 2] and rows[3]["stage_step"] == 1
+    assert rows[-1]["elapsed"] == 50.0 and rows[-1]["tokens_seen"] == 500
+    plot_main([str(p) for p in logs] + ["--stitch", "--out", str(tmp_path / "all.jsonl"), "--png", str(tmp_path / "a.png")])
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 5

@@ -342,7 +342,14 @@ class Trainer:
                 self.step += 1
                 self.tokens_seen += batch.n_tokens
                 bar.update(1)
-                logged = self.step % cfg.log_every == 0 or self.step == cfg.steps
+                if flag.signal is not None:
+                    stop_reason = f"signal {flag.signal}"
+                elif cfg.max_minutes is not None and time.monotonic() - self._t0 >= cfg.max_minutes * 60:
+                    stop_reason = "time limit"
+                elif cfg.stop_after is not None and self.step - start_step >= cfg.stop_after:
+                    stop_reason = "stop_after"
+                # the last step of a stopped run is logged too: a continued stage starts from it
+                logged = self.step % cfg.log_every == 0 or self.step == cfg.steps or stop_reason != "done"
                 if logged or self.step % cfg.save_every == 0 or self.step % cfg.export_every == 0:
                     host = self._host_stats(stats)  # the only host sync: never save a non-finite model
                     if not math.isfinite(host["loss"]):
@@ -362,12 +369,6 @@ class Trainer:
                     bar.set_postfix(loss=f"{host['loss']:.3f}", acc=f"{host['masked_acc']:.2f}",
                                     L=row["seq_len"], tok_s=f"{tps:.0f}")
                     last_log_t, last_log_tokens, data_wait = now, self.tokens_seen, 0.0
-                if flag.signal is not None:
-                    stop_reason = f"signal {flag.signal}"
-                elif cfg.max_minutes is not None and time.monotonic() - self._t0 >= cfg.max_minutes * 60:
-                    stop_reason = "time limit"
-                elif cfg.stop_after is not None and self.step - start_step >= cfg.stop_after:
-                    stop_reason = "stop_after"
                 if stop_reason != "done":
                     break
                 if self.step % cfg.save_every == 0:
