@@ -20,7 +20,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 alive() { [ -f $run.pid ] && kill -0 "$(cat $run.pid)" 2>/dev/null; }
 
 progress() {  # the newest log line, short
-  [ -f $run/log.jsonl ] && tail -1 $run/log.jsonl | python3 -c '
+  [ -s $run/log.jsonl ] && tail -1 $run/log.jsonl | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
 acc = " ".join(k.replace("niah_", "") + "=%.2f" % v for k, v in sorted(r.get("task_acc", {}).items()))
