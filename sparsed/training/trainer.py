@@ -377,8 +377,6 @@ class Trainer:
                     self.export()
             bar.close()
             del it  # stop the workers before the final (possibly slow) writes
-            if self.step > start_step and not math.isfinite(float(stats["loss"])):
-                stop_reason = "non-finite loss"  # a stop between two checked steps
             if stop_reason != "non-finite loss":
                 self.save()
                 self.export()
