@@ -10,11 +10,12 @@
 #
 # Environment (for smoke tests; leave unset to reproduce): TRAIN_EXTRA is appended to every training
 # command (later flags win, e.g. "--device cpu --tiny --steps 4"), COMPILE (default --compile), WORKERS
-# (default 14), EVAL_ARGS replaces the evaluation's lengths/limit/batch.
+# (default 14), EVAL_ARGS replaces the evaluation's lengths/limit/batch; PYTHON picks the interpreter.
 set -euo pipefail
 run=${1:-runs/small-dlm}
 extra=${TRAIN_EXTRA:-}
-train="python scripts/train_small_dlm.py ${COMPILE---compile} --workers ${WORKERS:-14} --no-progress"
+py=${PYTHON:-python}
+train="$py scripts/train_small_dlm.py ${COMPILE---compile} --workers ${WORKERS:-14} --no-progress"
 tasks2="niah_single_1=0.3,niah_single_2=0.3,niah_single_3=0.3,niah_multikey_2=2,niah_multikey_3=2,vt=2.5,cwe=2.5,fwe=1.5,qa_arith=0.1,qa_facts=0.3"
 tasks3="niah_single_1=0.2,niah_single_2=0.2,niah_single_3=0.2,niah_multikey_1=3,niah_multikey_2=4,niah_multikey_3=1.5"
 tasks3="$tasks3,niah_multiquery=0.7,niah_multivalue=0.7,vt=1,cwe=3,fwe=1,qa_arith=0.1,qa_facts=0.2"
@@ -31,6 +32,6 @@ $train --out "$run/stage3" --init-from "$run/stage2/model" --steps 15000 --stop-
   --pretrain-frac 0.2 --lengths 512,1024,2048,4096 --length-weights 0.35,0.3,0.2,0.15 --curriculum 0 \
   --tasks "$tasks3" --log-every 50 --save-every 1500 --export-every 1500 $extra
 
-python -m sparsed.training.plot --stitch "$run"/stage{1,2,3}/log.jsonl --out "$run/log.jsonl" --png "$run/loss.png"
-python scripts/eval_ruler_small.py --model "$run/stage3/model" ${EVAL_ARGS:---lengths 2048 4096 --limit 50 --batch 25} \
+$py -m sparsed.training.plot --stitch "$run"/stage{1,2,3}/log.jsonl --out "$run/log.jsonl" --png "$run/loss.png"
+$py scripts/eval_ruler_small.py --model "$run/stage3/model" ${EVAL_ARGS:---lengths 2048 4096 --limit 50 --batch 25} \
   --out "$run/ruler.json"

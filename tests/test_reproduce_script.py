@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,7 +15,7 @@ def test_reproduce_script_chains_three_stages(tmp_path: Path) -> None:
     env = os.environ | {
         "TRAIN_EXTRA": "--device cpu --tiny --steps 3", "COMPILE": "", "WORKERS": "0",
         "EVAL_ARGS": "--lengths 512 --limit 1 --batch 1 --tasks niah_single_1 --methods dense",
-        "CUDA_VISIBLE_DEVICES": "",
+        "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable,  # the test's interpreter, not PATH's
     }
     run = tmp_path / "run"
     subprocess.run(["bash", "scripts/reproduce_small_dlm.sh", str(run)], cwd=ROOT, env=env, check=True,
