@@ -18,9 +18,7 @@ mmlu_data=(); gsm8k_data=(); qa_data=()
 if [[ -n "${MMLU_DIR:-}" ]]; then mmlu_data=("task.data_dir=$MMLU_DIR"); fi
 if [[ -n "${GSM8K_DIR:-}" ]]; then gsm8k_data=("task.data_dir=$GSM8K_DIR"); fi
 if [[ -n "${RULER_QA_DIR:-}" ]]; then qa_data=("task.qa_dir=$RULER_QA_DIR"); fi
-# SparseD as the paper runs it: short tasks block 32 / rho 0.5, RULER block 128 / rho 0.3, skip 20 % everywhere.
-SPARSED_SHORT=(sparsed.skip=0.2 sparsed.block_size=32 sparsed.select=0.5)
-SPARSED_LONG=(sparsed.skip=0.2 sparsed.block_size=128 sparsed.select=0.3)
+# The paper's method settings per benchmark come from configs/paper/{short,4k,8k}.yaml (paper=...).
 run_sweep() {  # run_sweep <sweep subdir> <hydra args...>
   local dir="${SWEEP_DIR:-multirun/$1}"; shift
   echo "+ $PY run.py -m $* hydra.sweep.dir=$dir" >&2

@@ -10,7 +10,7 @@ source "$(dirname "$0")/common.sh"
 read -r -a llada <<< "${MODELS[0]}"
 base=("${llada[@]}" task=ruler prompt=4k "${qa_data[@]}" "${LIMIT_ARG[@]}")
 run_sweep table2/dense "${base[@]}" attention=dense
-run_sweep table2/sparsed "${base[@]}" attention=sparsed "${SPARSED_LONG[@]}"
-run_sweep table2/no_skip "${base[@]}" attention=sparsed "${SPARSED_LONG[@]}" sparsed.skip=0 sparsed.compat=reference,paper
-run_sweep table2/no_reuse "${base[@]}" attention=sparsed "${SPARSED_LONG[@]}" sparsed.reuse=false
-run_sweep table2/no_isolated "${base[@]}" attention=sparsed "${SPARSED_LONG[@]}" sparsed.isolated=false
+run_sweep table2/sparsed "${base[@]}" attention=sparsed paper=4k
+run_sweep table2/no_skip "${base[@]}" attention=sparsed paper=4k sparsed.skip=0 sparsed.compat=reference,paper
+run_sweep table2/no_reuse "${base[@]}" attention=sparsed paper=4k sparsed.reuse=false
+run_sweep table2/no_isolated "${base[@]}" attention=sparsed paper=4k sparsed.isolated=false

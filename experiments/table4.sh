@@ -8,7 +8,7 @@ for i in 0 1; do
   name=$([[ $i == 0 ]] && echo llada || echo dream)
   bs4=$([[ $name == dream ]] && echo 16 || echo 1); bs8=$([[ $name == dream ]] && echo 8 || echo 1)
   run_sweep "table4/$name/ruler_4k" "${model[@]}" task=ruler prompt=4k task.batch_size="$bs4" "${qa_data[@]}" \
-    attention=dense,sliding_window_4k,streaming_llm_4k,sparsed "${SPARSED_LONG[@]}" "${LIMIT_ARG[@]}"
+    paper=4k attention=dense,sliding_window,streaming_llm,sparsed "${LIMIT_ARG[@]}"
   run_sweep "table4/$name/ruler_8k" "${model[@]}" task=ruler prompt=8k task.batch_size="$bs8" "${qa_data[@]}" \
-    attention=dense,sliding_window_8k,streaming_llm_8k,sparsed "${SPARSED_LONG[@]}" "${LIMIT_ARG[@]}"
+    paper=8k attention=dense,sliding_window,streaming_llm,sparsed "${LIMIT_ARG[@]}"
 done

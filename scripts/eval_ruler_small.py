@@ -34,12 +34,13 @@ GEN = {"niah_single_1": 32, "niah_single_2": 32, "niah_multikey_1": 32, "niah_mu
        "niah_single_3": 64, "niah_multikey_3": 64, "niah_multiquery": 64, "niah_multivalue": 64, "fwe": 64, "cwe": 128}
 
 
-def methods_for(length: int, n_heads: int) -> dict:
+def methods_for(length: int, facts) -> dict:  # noqa: ANN001 - ModelFacts
+    """The model card's settings; methods are built with the model's facts, so quirks resolve as in run.py."""
     bs = 64 if length <= 2048 else 128
     return {
         "dense": lambda: None,
-        "sparsed": lambda: build_method("sparsed", {"skip": 0.2, "select": 0.3, "block_size": bs}, num_heads=n_heads),
-        "sliding_window": lambda: build_method("sliding_window", {"ws": length // 4}),
+        "sparsed": lambda: build_method("sparsed", {"skip": 0.2, "select": 0.3, "block_size": bs}, facts=facts),
+        "sliding_window": lambda: build_method("sliding_window", {"ws": length // 4}, facts=facts),
     }
 
 
@@ -65,7 +66,7 @@ def main() -> None:
     table: dict = {}
     t_start = time.time()
     for length in args.lengths:
-        makers = methods_for(length, model.args.n_heads)
+        makers = methods_for(length, model.args.facts)
         for task in args.tasks:
             gen = GEN[task]
             samples = ruler_generate(task, length, tok, n=args.limit, seed=args.seed, gen_length=gen, use_cache=False)

@@ -61,5 +61,5 @@ def test_fit_gen_keeps_llada_block_rules_and_steps_per_token():
     odd = fit_gen(g, "llada", 100)  # rounded up to whole blocks, steps a multiple of the block count
     assert (odd.gen_length, odd.block_length, odd.steps) == (128, 32, 100)
     assert odd.gen_length % odd.block_length == 0 and odd.steps % (odd.gen_length // odd.block_length) == 0
-    dream = fit_gen(GenConfig(gen_length=128, steps=64), "dream", 100)
+    dream = fit_gen(GenConfig(gen_length=128, steps=64, block_length=None), "dream", 100)  # no blocks: exact
     assert (dream.gen_length, dream.steps) == (100, 50)

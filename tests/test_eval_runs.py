@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import sparsed.eval.lm_eval_model as lm_mod
+from sparsed.build import prepare
 from sparsed.config import validate
 from sparsed.config_errors import ConfigError
 from sparsed.eval.lm_eval_model import SparsedLM, compose_config
-from sparsed.runner import prepare, run
+from sparsed.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 GSM8K = Path(os.environ.get("SPARSED_GSM8K_DIR", ROOT.parent / "shared" / "data" / "gsm8k"))
@@ -196,7 +197,7 @@ def test_bad_task_settings_fail_before_the_model_loads(tmp_path, monkeypatch, ov
     def no_model(*a, **k):
         raise AssertionError("the model must not load for a bad setting")
 
-    monkeypatch.setattr("sparsed.runner.prepare", no_model)
+    monkeypatch.setattr("sparsed.build.prepare", no_model)
     with pytest.raises(ConfigError, match=message):
         run(cfg_with(*overrides), tmp_path)
 
@@ -214,9 +215,9 @@ def test_gsm8k_without_any_data_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_lm():
     cfg = cfg_with("gen.gen_length=8", "gen.steps=4", "gen.block_length=8", "attention=dense")
-    name, settings = validate(cfg)
-    tok, model, method = prepare(cfg, name, settings)
-    return SparsedLM.from_parts(model, tok, method, cfg.gen, mc_num=8, mc_batch_size=4, progress=False)
+    built = prepare(cfg, validate(cfg))
+    return SparsedLM.from_parts(built.model, built.tokenizer, built.method, cfg.gen, mc_num=8, mc_batch_size=4,
+                                progress=False)
 
 
 def _req(*args):

@@ -51,6 +51,7 @@ from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
 from sparsed.attention.base import AttentionMethod, LayerStats
+from sparsed.cache.base import CacheStrategy
 from sparsed.config import GenConfig
 from sparsed.eval.loglik import greedy_matches, mc_loglikelihood
 from sparsed.models.transformer import DiffusionLM
@@ -65,11 +66,11 @@ END_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>")
 
 
 def fit_gen(gen: GenConfig, arch: str, n_tokens: int) -> GenConfig:
-    """``gen`` with ``n_tokens`` generated tokens (LLaDA: rounded up to whole blocks; see module docstring)."""
+    """``gen`` with ``n_tokens`` generated tokens (rounded up to whole blocks when the sampler has blocks)."""
     if n_tokens == gen.gen_length:
         return gen
     steps = max(1, math.ceil(gen.steps * n_tokens / gen.gen_length))
-    if arch != "llada":
+    if gen.block_length is None:  # a sampler without blocks (Dream's released one)
         return dataclasses.replace(gen, gen_length=n_tokens, steps=steps)
     block = min(gen.block_length, n_tokens)
     length = math.ceil(n_tokens / block) * block
@@ -156,6 +157,7 @@ class SparsedLM(LM):
         method: AttentionMethod | None = None,
         gen: Any = None,
         *,
+        cache: CacheStrategy | None = None,
         config: str = "config",
         batch_size: int | str | None = 1,
         mc_num: int = 128,
@@ -169,7 +171,7 @@ class SparsedLM(LM):
         super().__init__()
         if not isinstance(model, DiffusionLM):
             # lm-eval's --device (default cuda:0) is not used: the device is model.device (auto by default)
-            model, tokenizer, method, gen = self._from_hydra(config, model, overrides)
+            model, tokenizer, method, gen, cache = self._from_hydra(config, model, overrides)
         elif overrides:
             raise TypeError(f"unexpected arguments with a model object: {', '.join(overrides)}")
         if tokenizer is None or gen is None:
@@ -177,6 +179,7 @@ class SparsedLM(LM):
         self.model = model
         self._tokenizer = tokenizer
         self.method = method
+        self.cache = cache
         fields = dataclasses.fields(GenConfig)
         self.gen = gen if isinstance(gen, GenConfig) else GenConfig(**{f.name: gen[f.name] for f in fields})
         self.batch_size = self._batch_size(batch_size)
@@ -193,6 +196,7 @@ class SparsedLM(LM):
     @classmethod
     def from_parts(cls, model: DiffusionLM, tokenizer: Any, method: AttentionMethod | None, gen: Any,
                    **kwargs: Any) -> SparsedLM:
+        """An lm-eval model around built parts; ``cache=`` passes the KV-cache strategy."""
         return cls(model, tokenizer, method, gen, **kwargs)
 
     @classmethod
@@ -209,21 +213,21 @@ class SparsedLM(LM):
 
     @staticmethod
     def _from_hydra(config: str, model: str | None, overrides: dict[str, Any]) -> tuple:
+        from sparsed.build import prepare
         from sparsed.config import validate
         from sparsed.eval.settings import LM_EVAL_TASKS, parse_settings, task_gen
-        from sparsed.runner import prepare
 
         ov = [f"{k}={_override_value(v)}" for k, v in overrides.items()]
         if isinstance(model, str):
             ov.insert(0, f"model={model}")
         cfg = compose_config(config, ov)
-        name, settings = validate(cfg)
+        choices = validate(cfg)
         gen: Any = cfg.gen
         if cfg.task.name in LM_EVAL_TASKS:  # model_args task=gsm8k: that benchmark's Table 3 sampler settings
             s = parse_settings(cfg)
             gen = task_gen(cfg, s, s.gen_length)  # type: ignore[arg-type]
-        tokenizer, dlm, method = prepare(cfg, name, settings)
-        return dlm, tokenizer, method, gen
+        built = prepare(cfg, choices)
+        return built.model, built.tokenizer, built.method, gen, built.cache
 
     @staticmethod
     def _batch_size(v: int | str | None) -> int:
@@ -326,7 +330,7 @@ class SparsedLM(LM):
         pad = self.model.args.pad_token_id if pad is None else pad
         ids, mask = left_pad(prompts, 0 if pad is None else pad)
         padded = bool((mask == 0).any())
-        out = sample(self.model, ids, gen, self.method, attention_mask=mask if padded else None)
+        out = sample(self.model, ids, gen, self.method, attention_mask=mask if padded else None, cache=self.cache)
         self.meter.add(self.method)
         self.generation_s += out.total_time
         self.sequences += len(prompts)

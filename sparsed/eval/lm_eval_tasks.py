@@ -53,14 +53,15 @@ def preflight(s: EvalSettings) -> None:
 
 
 def run_lm_eval_task(
-    cfg: DictConfig, s: EvalSettings, tokenizer: Any, model: Any, method: Any, out_dir: Path, cache_db: Path | None
+    cfg: DictConfig, s: EvalSettings, tokenizer: Any, model: Any, method: Any, out_dir: Path, cache_db: Path | None,
+    cache: Any = None,
 ) -> dict[str, Any]:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its INFO/WARNING lines repeat what result.json says
     gen = task_gen(cfg, s, s.gen_length)  # type: ignore[arg-type]
-    lm = SparsedLM.from_parts(model, tokenizer, method, gen, batch_size=s.batch_size, mc_num=s.mc_num,
+    lm = SparsedLM.from_parts(model, tokenizer, method, gen, cache=cache, batch_size=s.batch_size, mc_num=s.mc_num,
                               mc_batch_size=s.mc_batch_size, seed=gen.seed, progress=cfg.run.progress)
     task, extra_paths = _task_spec(s, out_dir)
     tm = TaskManager(include_path=[TASKS_DIR, *extra_paths], include_defaults=False, metadata=task_metadata(s))

@@ -30,7 +30,8 @@ def ruler_plan(cfg: DictConfig, s: EvalSettings) -> dict[str, Any]:
 
 
 def run_ruler(
-    cfg: DictConfig, s: EvalSettings, tokenizer: Any, model: Any, method: Any, out_dir: Path, cache_db: Path | None
+    cfg: DictConfig, s: EvalSettings, tokenizer: Any, model: Any, method: Any, out_dir: Path, cache_db: Path | None,
+    cache: Any = None,
 ) -> dict[str, Any]:
     """``scores`` (per task, None when not run), ``details`` (per task), ``not_run`` (task: reason), ``stats``."""
     from lm_eval.api.instance import Instance
@@ -44,7 +45,7 @@ def run_ruler(
     chat = s.chat_template(cfg)
     plan = ruler_plan(cfg, s)
     first = next(iter(plan.values()))
-    lm = SparsedLM.from_parts(model, tokenizer, method, first, batch_size=s.batch_size, seed=first.seed,
+    lm = SparsedLM.from_parts(model, tokenizer, method, first, cache=cache, batch_size=s.batch_size, seed=first.seed,
                               progress=cfg.run.progress)
     runner = lm if cache_db is None else CachingLM(lm, str(cache_db) + "_rank0.db")
     total = DensityMeter()

@@ -145,8 +145,10 @@ def _gen_overrides(v: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"task.gen_overrides={v!r} must map an architecture (llada, dream) to gen.* settings")
     out: dict[str, dict[str, Any]] = {}
     for arch, values in v.items():
-        if arch not in ("llada", "dream"):
-            raise ConfigError(f"task.gen_overrides.{arch}: the architectures are llada and dream")
+        from sparsed.models.registry import FAMILIES
+
+        if arch not in FAMILIES:
+            raise ConfigError(f"task.gen_overrides.{arch}: the model families are {', '.join(FAMILIES)}")
         values = values or {}
         for key in values:
             if key not in GEN_OVERRIDE_KEYS:
@@ -236,25 +238,27 @@ def task_gen(cfg: DictConfig, s: EvalSettings, gen_length: int, where: str = "ta
     as in Table 3; LLaDA's divisibility rules are checked here so that a bad combination fails before
     the model is loaded.
     """
+    from sparsed.models.registry import FAMILIES
+
     base = OmegaConf.to_container(cfg.gen, resolve=True)
     assert isinstance(base, dict)
     gen = GenConfig(**base)
     arch = cfg.model.arch
     steps = s.steps or gen_length
-    block = s.block_length or gen_length
+    # a family whose sampler has no blocks by default (gen.block_length=null: Dream's) keeps none
+    block = None if gen.block_length is None else (s.block_length or gen_length)
     gen = dataclasses.replace(gen, gen_length=gen_length, steps=steps, block_length=block,
                               **s.gen_overrides.get(arch, {}))
-    if arch == "llada":
+    if block is not None:
         if gen_length % block:
             raise ConfigError(f"{where}: gen length {gen_length} is not divisible by task.block_length={block}")
         if steps % (gen_length // block):
             raise ConfigError(
                 f"{where}: task.steps={steps} is not divisible by the number of blocks ({gen_length // block})"
             )
+    try:
+        FAMILIES[arch].check_gen(gen)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     return gen
 
-
-def check_sparsed_schedule(method_name: str, settings: Any, steps: int, where: str) -> None:
-    """The released schedule needs at least one sparse step (the same rule as ``sparsed.config.validate``)."""
-    if method_name == "sparsed" and settings.compat == "reference" and steps * settings.skip >= steps - 2:
-        raise ConfigError(f"{where}: sparsed.skip={settings.skip} leaves no sparse step out of {steps} steps")

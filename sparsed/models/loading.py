@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from safetensors import safe_open
 
 from sparsed.config_errors import ConfigError
-from sparsed.models import dream, llada
+from sparsed.models import llada
+from sparsed.models.registry import FAMILIES, Family
 from sparsed.models.transformer import DiffusionLM, ModelArgs
 
-ARCHITECTURES: dict[str, ModuleType] = {"llada": llada, "dream": dream}
+ARCHITECTURES: dict[str, Family] = FAMILIES
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
           "fp16": torch.float16, "float16": torch.float16}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -74,10 +74,10 @@ def read_config(ckpt: Path) -> dict[str, Any]:
 
 def architecture_of(cfg: dict[str, Any]) -> str:
     mt = str(cfg.get("model_type", "")).lower()
-    for name, mod in ARCHITECTURES.items():
-        if mt in mod.MODEL_TYPES:
+    for name, fam in ARCHITECTURES.items():
+        if mt in fam.model_types:
             return name
-    known = ", ".join(t for m in ARCHITECTURES.values() for t in m.MODEL_TYPES)
+    known = ", ".join(t for m in ARCHITECTURES.values() for t in m.model_types)
     raise ConfigError(f"config.json model_type={cfg.get('model_type')!r} is not a supported architecture ({known})")
 
 

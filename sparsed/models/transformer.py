@@ -6,8 +6,13 @@ logit at position i predicts token i or i+1), which ``ModelArgs`` carries. Each 
 (``llada.py``, ``dream.py``) turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its
 checkpoint parameter names onto this module's.
 
-Attention goes through one callable: ``AttentionMethod.forward(layer, q, k, v, key_valid)``. The model
-never knows which method that is.
+Attention goes through one callable: ``AttentionMethod.forward(layer, q, k, v, key_valid, layout)``.
+The model never knows which method that is.
+
+A forward can compute a subset of the canvas rows (``rows``) against a ``KVCache`` that holds the
+keys/values of the others (see ``kv_cache``); without ``rows`` and ``cache`` it is the plain
+full-canvas forward, unchanged. ``block`` makes attention block-causal (block diffusion: a query sees
+the keys of its own and earlier blocks).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsed.attention.base import AttentionMethod
-from sparsed.attention.kernels import dense_attention
+from sparsed.attention.base import AttentionMethod, Layout
+from sparsed.attention.dense_kernels import dense_attention
+from sparsed.facts import ModelFacts
+from sparsed.models.kv_cache import KVCache, Rows, gather_rows, rows_positions
 
 
 @dataclass
@@ -40,10 +47,29 @@ class ModelArgs:
     shift_logits: bool = False  # Dream: the logit at i-1 predicts token i
     rope_in_fp32: bool = True  # LLaDA rotates q/k in float32; Qwen2/Dream in the model dtype
     max_length: int | None = None  # the training context, when the config states one
+    head_dim_override: int | None = None  # Qwen3-style configs state head_dim apart from dim / n_heads
+    qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3 / SDAR)
+    block_causal: bool = False  # block diffusion (SDAR): causal across blocks, bidirectional inside
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.head_dim_override or self.dim // self.n_heads
+
+    @property
+    def facts(self) -> ModelFacts:
+        return ModelFacts(arch=self.arch, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim,
+                          n_layers=self.n_layers, logit_shift=1 if self.shift_logits else 0,
+                          block_causal=self.block_causal)
+
+
+@dataclass
+class _CallPlan:
+    """What every layer of one forward shares: the rows computed, the cache, the key range, the layout."""
+
+    rows: Rows
+    cache: KVCache | None
+    key_len: int
+    layout: Layout | None
 
 
 class RMSNorm(nn.Module):
@@ -83,6 +109,9 @@ class Block(nn.Module):
         self.a = a
         hd = a.head_dim
         self.attn_norm = RMSNorm(a.dim, a.norm_eps)
+        if a.qk_norm:
+            self.q_norm = RMSNorm(hd, a.norm_eps)
+            self.k_norm = RMSNorm(hd, a.norm_eps)
         self.wq = nn.Linear(a.dim, a.n_heads * hd, bias=a.qkv_bias)
         self.wk = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wv = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
@@ -100,19 +129,31 @@ class Block(nn.Module):
         sin: torch.Tensor,
         attention: AttentionMethod | None,
         key_valid: torch.Tensor | None,
+        step: _CallPlan | None = None,
     ) -> torch.Tensor:
         a = self.a
         B, L, _ = x.shape
         h = self.attn_norm(x)
-        q = self.wq(h).view(B, L, a.n_heads, a.head_dim).transpose(1, 2)
-        k = self.wk(h).view(B, L, a.n_kv_heads, a.head_dim).transpose(1, 2)
+        q = self.wq(h).view(B, L, a.n_heads, a.head_dim)
+        k = self.wk(h).view(B, L, a.n_kv_heads, a.head_dim)
+        if a.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.wv(h).view(B, L, a.n_kv_heads, a.head_dim).transpose(1, 2)
         q = apply_rope(q, cos, sin, a.rope_in_fp32)
         k = apply_rope(k, cos, sin, a.rope_in_fp32)
+        layout = None
+        if step is not None:
+            if step.cache is not None:
+                k, v = step.cache.update(layer, step.rows, k, v, step.key_len)
+            layout = step.layout
         if attention is None:
-            o = dense_attention(q, k, v, key_valid)
+            if layout is None:
+                o = dense_attention(q, k, v, key_valid)
+            else:
+                o = dense_attention(q, k, v, layout.key_mask(key_valid) if layout.block else key_valid)
         else:
-            o = attention.forward(layer, q, k, v, key_valid)
+            o = attention.forward(layer, q, k, v, key_valid, layout)
         x = x + self.wo(o.transpose(1, 2).reshape(B, L, -1))
         h = self.ffn_norm(x)
         return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
@@ -141,8 +182,20 @@ class DiffusionLM(nn.Module):
         attention: AttentionMethod | None = None,
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
+        *,
+        rows: Rows = None,
+        cache: KVCache | None = None,
+        key_len: int | None = None,
+        block: int | None = None,
     ) -> torch.Tensor:
-        """Final-norm hidden states [B, L, dim]. ``attention_mask``: bool/int [B, L], 1 = real token."""
+        """Final-norm hidden states of the canvas rows ``rows`` [B, n, dim] (all rows by default).
+
+        ``input_ids`` is always the whole canvas [B, L]; ``attention_mask`` (bool/int [B, L], 1 = real
+        token) sets padding and RoPE positions. With ``rows`` the other rows' keys/values come from
+        ``cache`` (filled by an earlier forward); keys cover canvas rows [0, key_len) (all by default).
+        ``block`` makes the attention block-causal with that block size.
+        """
+        B, L = input_ids.shape
         key_valid = None
         if attention_mask is not None:
             key_valid = attention_mask.bool()
@@ -151,11 +204,27 @@ class DiffusionLM(nn.Module):
             elif positions is None:
                 positions = (key_valid.long().cumsum(-1) - 1).clamp(min=0)
         if positions is None:
-            positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(input_ids.shape[0], -1)
+            positions = torch.arange(L, device=input_ids.device)[None].expand(B, -1)
+        plan = None
+        if rows is not None or cache is not None or block is not None:
+            if rows is not None and cache is None:
+                raise ValueError("a forward over some rows needs the KV cache that holds the others")
+            key_len = L if key_len is None else key_len
+            if rows is None and key_len < L:
+                rows = (0, key_len)
+            layout = None
+            if rows is not None or block is not None:
+                span = (0, key_len) if rows is None else rows if isinstance(rows, tuple) else None
+                layout = Layout(rows_positions(rows, B, key_len, input_ids.device), key_len, span, block)
+            plan = _CallPlan(rows, cache, key_len, layout)
+            if key_valid is not None:
+                key_valid = key_valid[:, :key_len]
+            positions = gather_rows(positions, rows)
+            input_ids = gather_rows(input_ids, rows)
         cos, sin = rope_tables(positions, self.args.head_dim, self.args.rope_theta)
         x = self.embed(input_ids)
         for i, layer in enumerate(self.layers):
-            x = layer(x, i, cos, sin, attention, key_valid)
+            x = layer(x, i, cos, sin, attention, key_valid, plan)
         return self.norm(x)
 
     def forward(

@@ -6,30 +6,33 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsed.attention.base import MethodSettings
 from sparsed.attention.masked import FixedPatternMethod, MaskMod
-from sparsed.attention.sliding_window import window_density
+from sparsed.attention.methods.sliding_window import window_density
+from sparsed.attention.registry import MethodSpec
 from sparsed.config_errors import ConfigError
+from sparsed.facts import ModelFacts
 
 
 @dataclass
-class StreamingLLMSettings:
+class StreamingLLMSettings(MethodSettings):
     ws: int = 2048  # window width in tokens (ws//2 each side)
     sink_ratio: float = 0.1  # sinks = this fraction of the sequence length (the paper: 10 %)
     sinks: int = 0  # a fixed number of sink tokens; overrides sink_ratio when > 0
 
     def validate(self) -> None:
-        if self.ws <= 0:
-            raise ConfigError(f"attention.ws={self.ws} must be a positive number of tokens")
+        if not isinstance(self.ws, int) or self.ws <= 0:
+            raise ConfigError(f"streaming_llm.ws={self.ws} must be a positive number of tokens")
         if not 0.0 <= self.sink_ratio < 1.0:
-            raise ConfigError(f"attention.sink_ratio={self.sink_ratio} is outside [0, 1)")
-        if self.sinks < 0:
-            raise ConfigError(f"attention.sinks={self.sinks} must be >= 0")
+            raise ConfigError(f"streaming_llm.sink_ratio={self.sink_ratio} is outside [0, 1)")
+        if not isinstance(self.sinks, int) or self.sinks < 0:
+            raise ConfigError(f"streaming_llm.sinks={self.sinks} must be an integer >= 0")
 
 
 class StreamingLLM(FixedPatternMethod):
     name = "streaming_llm"
 
-    def __init__(self, settings: StreamingLLMSettings) -> None:
+    def __init__(self, settings: StreamingLLMSettings, facts: ModelFacts | None = None) -> None:
         super().__init__()
         settings.validate()
         self.s = settings
@@ -54,11 +57,12 @@ class StreamingLLM(FixedPatternMethod):
 
         return padded_mask_mod
 
-        return mask_mod
-
     def density(self, length: int) -> float:
         half, sinks = self.s.ws // 2, min(self.n_sinks(length), length)
         # sink columns that lie left of each query's window
         i = torch.arange(length)
         extra = torch.clamp(torch.minimum(i - half, torch.tensor(sinks)), min=0).sum().item()
         return window_density(length, half) + extra / (length * length)
+
+
+METHOD = MethodSpec("streaming_llm", StreamingLLMSettings, StreamingLLM, "attention sinks plus a bidirectional window")

@@ -6,17 +6,20 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsed.attention.base import MethodSettings
 from sparsed.attention.masked import FixedPatternMethod, MaskMod
+from sparsed.attention.registry import MethodSpec
 from sparsed.config_errors import ConfigError
+from sparsed.facts import ModelFacts
 
 
 @dataclass
-class SlidingWindowSettings:
+class SlidingWindowSettings(MethodSettings):
     ws: int = 2048  # total window width in tokens: ws//2 keys on each side of the query
 
     def validate(self) -> None:
-        if self.ws <= 0:
-            raise ConfigError(f"attention.ws={self.ws} must be a positive number of tokens")
+        if not isinstance(self.ws, int) or self.ws <= 0:
+            raise ConfigError(f"sliding_window.ws={self.ws} must be a positive number of tokens")
 
 
 def window_mask(half: int) -> MaskMod:
@@ -36,7 +39,7 @@ def window_density(length: int, half: int) -> float:
 class SlidingWindow(FixedPatternMethod):
     name = "sliding_window"
 
-    def __init__(self, settings: SlidingWindowSettings) -> None:
+    def __init__(self, settings: SlidingWindowSettings, facts: ModelFacts | None = None) -> None:
         super().__init__()
         settings.validate()
         self.s = settings
@@ -46,3 +49,6 @@ class SlidingWindow(FixedPatternMethod):
 
     def density(self, length: int) -> float:
         return window_density(length, self.s.ws // 2)
+
+
+METHOD = MethodSpec("sliding_window", SlidingWindowSettings, SlidingWindow, "a bidirectional window of ws tokens")

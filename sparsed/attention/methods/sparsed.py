@@ -18,22 +18,32 @@ from dataclasses import dataclass
 
 import torch
 
-from sparsed.attention.base import AttentionMethod
-from sparsed.attention.kernels import (
-    DENSE_BACKENDS,
-    SPARSE_KERNELS,
-    block_sparse_attention,
-    dense_attention,
-)
+from sparsed.attention.base import AttentionMethod, MethodSettings, check_has_sparse_step, pairs
+from sparsed.attention.dense_kernels import DENSE_BACKENDS, check_backend_runtime, dense_attention, fa4_module
+from sparsed.attention.kernels import SPARSE_KERNELS, block_sparse_attention
 from sparsed.attention.padding import left_align, restore_left_padding
+from sparsed.attention.registry import MethodSpec
 from sparsed.attention.selection import COMPAT_MODES, SelectionRule, select_blocks
 from sparsed.config_errors import ConfigError, check_choice
+from sparsed.facts import ModelFacts
 
 IMPORTANCE_SCALES = ("head_dim", "num_heads")
+# The released code's importance softmax scale per model family (compat=reference, importance_scale=auto):
+# its LLaDA path divides by sqrt(num_heads), its Dream path by sqrt(head_dim). Other families: head_dim.
+REFERENCE_IMPORTANCE_SCALE = {"llada": "num_heads", "dream": "head_dim"}
+
+
+def schedule(total_steps: int, skip: float, compat: str) -> tuple[int, int]:
+    """(build_step, first_sparse_step) of a ``total_steps`` generation (see the module docstring)."""
+    if compat == "reference":
+        end = int(total_steps * skip) + 1
+        return end, end + 1
+    n_dense = int(total_steps * skip)
+    return max(n_dense - 1, 0), n_dense
 
 
 @dataclass
-class SparseDSettings:
+class SparseDSettings(MethodSettings):
     skip: float = 0.2
     select: float = 0.3
     block_size: int = 128
@@ -61,15 +71,41 @@ class SparseDSettings:
         check_choice("sparsed.dense_backend", self.dense_backend, DENSE_BACKENDS)
         check_choice("sparsed.compile", str(self.compile).lower(), ("auto", "true", "false"))
 
+    def schedule(self, total_steps: int) -> tuple[int, int]:
+        return schedule(total_steps, self.skip, self.compat)
+
+    def step_kinds(self, total_steps: int) -> list[str]:
+        _, first_sparse = self.schedule(total_steps)
+        return ["dense" if i < first_sparse else "sparse" for i in range(total_steps)]
+
+    def check_schedule(self, total_steps: int, where: str = "gen.steps") -> None:
+        check_has_sparse_step(self, f"sparsed.skip={self.skip}", total_steps, where)
+
+    def check_runtime(self, device: torch.device) -> None:
+        check_backend_runtime("sparsed.dense_backend", self.dense_backend, device)
+        if self.kernel == "fa4" and (device.type != "cuda" or fa4_module() is None):
+            raise ConfigError("sparsed.kernel=fa4 needs FlashAttention-4 (flash_attn.cute) on a CUDA device, "
+                              "not available here; choose one of: flex, sdpa_mask")
+
+    def resolved_scale(self, facts: ModelFacts) -> str:
+        """``importance_scale`` with ``auto`` resolved for the model family (the released code's quirk)."""
+        if self.importance_scale != "auto":
+            return self.importance_scale
+        if self.compat != "reference":
+            return "head_dim"
+        return REFERENCE_IMPORTANCE_SCALE.get(facts.arch, "head_dim")
+
 
 class SparseD(AttentionMethod):
     name = "sparsed"
 
-    def __init__(self, settings: SparseDSettings, num_heads_for_scale: int | None = None) -> None:
+    def __init__(self, settings: SparseDSettings, facts: ModelFacts | None = None) -> None:
         super().__init__()
         settings.validate()
         self.s = settings
-        self.num_heads_for_scale = num_heads_for_scale
+        facts = facts or ModelFacts()
+        self.scale_mode = settings.resolved_scale(facts)
+        self.num_heads_for_scale = facts.n_heads
         self.patterns: dict[int, torch.Tensor] = {}
         self.pattern_pairs: dict[int, float] = {}  # attended (query, key) pairs of each layer's pattern
 
@@ -80,14 +116,10 @@ class SparseD(AttentionMethod):
     # -- schedule ----------------------------------------------------------------------------------
     def schedule(self, total_steps: int) -> tuple[int, int]:
         """(build_step, first_sparse_step) for a generation of ``total_steps`` steps."""
-        if self.s.compat == "reference":
-            end = int(total_steps * self.s.skip) + 1
-            return end, end + 1
-        n_dense = int(total_steps * self.s.skip)
-        return max(n_dense - 1, 0), n_dense
+        return self.s.schedule(total_steps)
 
     def _importance_scale(self, head_dim: int) -> float:
-        mode = self.s.importance_scale
+        mode = self.scale_mode
         if mode == "num_heads":
             if not self.num_heads_for_scale:
                 raise ConfigError("sparsed.importance_scale=num_heads needs the model's head count")
@@ -133,8 +165,8 @@ class SparseD(AttentionMethod):
         return out if pad is None else restore_left_padding(out, pad)
 
     def _dense(self, layer, q, k, v, key_valid):  # noqa: ANN001, ANN202
-        B, H, L, _ = q.shape
-        self.record(layer, B * H * L * L, B * H * L * L, sparse=False)
+        n = pairs(q, k)
+        self.record(layer, n, n, sparse=False)
         return dense_attention(q, k, v, key_valid, backend=self.s.dense_backend)
 
     def _sparse(self, layer, q, k, v, grid, valid_len):  # noqa: ANN001, ANN202
@@ -156,3 +188,6 @@ def attended_pairs(grid: torch.Tensor, block_size: int, length: int) -> float:
     sizes = torch.full((nb,), float(block_size), device=grid.device)
     sizes[-1] = length - (nb - 1) * block_size
     return float(torch.einsum("bhij,i,j->", grid.float(), sizes, sizes))
+
+
+METHOD = MethodSpec("sparsed", SparseDSettings, SparseD, "SparseD: dense early steps, then a head-specific block pattern")
