@@ -76,6 +76,20 @@ def test_ruler_end_to_end_all_13_tasks(tmp_path):
     assert (tmp_path / "predictions" / "niah_single_1.jsonl").is_file()
 
 
+def test_ruler_with_a_kv_cache_records_fewer_rows(tmp_path):
+    common = [*RULER_SMALL, "task.tasks=[niah_single_1]", f"task.data_cache_dir={tmp_path / 'samples'}",
+              "attention=dense"]
+    plain = run(cfg_with(*common), tmp_path / "plain")
+    cached = run(cfg_with(*common, "cache=prefix", "gen.threshold=0.9"), tmp_path / "cached")
+    assert cached["config"]["cache"]["name"] == "prefix" and plain["timing"]["cached_forwards"] == 0
+    # one full forward per batch (the refresh of its single block), every other forward cached
+    full = cached["timing"]["nfe"] - cached["timing"]["cached_forwards"]
+    assert cached["timing"]["cached_forwards"] > full >= 1 and full <= cached["timing"]["sequences"]
+    assert set(cached["scores"]) == set(plain["scores"])
+    with pytest.raises(ConfigError, match="does not run on a KV cache"):
+        run(cfg_with(*RULER_SMALL, "cache=prefix"), tmp_path / "bad")  # SparseD (the default) on a cache
+
+
 def test_ruler_table3_lengths_by_default():
     from sparsed.eval.ruler_eval import ruler_plan
     from sparsed.eval.settings import parse_settings

@@ -88,7 +88,7 @@ def available_dense_backends() -> list[str]:
         names += ["cudnn", "flash", "efficient"]
         names += [b for b in FLASH_BACKENDS if flash_functions(b)[0] is not None]
     else:
-        names += ["flash", "efficient"]  # PyTorch has CPU kernels under these names
+        names.append("flash")  # PyTorch's CPU flash kernel (the memory-efficient and cuDNN ones are CUDA-only)
     return names
 
 
@@ -185,13 +185,35 @@ def dense_attention(
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
     last_kernel["dense"] = f"sdpa:{backend}"
     with sdpa_kernel(SDPA_BACKENDS[backend]):
+        if gqa and backend not in GQA_NATIVE:
+            return grouped_query_sdpa(q, k, v, mask, scale)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+
+
+# SDPA backends that take enable_gqa; the others get the query heads of a group folded into the rows
+GQA_NATIVE = ("flash", "math")
+
+
+def grouped_query_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                       scale: float | None) -> torch.Tensor:
+    """GQA without repeating K/V: the n_rep query heads of a K/V head become n_rep blocks of query rows."""
+    B, Hq, Lq, D = q.shape
+    Hkv = k.shape[1]
+    n_rep = Hq // Hkv
+    qg = q.reshape(B, Hkv, n_rep * Lq, D)
+    if mask is not None and mask.shape[-2] != 1:  # a per-query mask repeats for each head of the group
+        mask = mask.expand(B, 1, Lq, mask.shape[-1]).repeat(1, 1, n_rep, 1)
+    out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask, scale=scale)
+    return out.reshape(B, Hq, Lq, D)
 
 
 def check_backend_runtime(setting: str, backend: str, device: torch.device) -> None:
     """A ConfigError (before any model loads) when ``backend`` cannot run on ``device`` here."""
     from sparsed.config_errors import ConfigError
 
+    if backend in ("cudnn", "efficient") and device.type != "cuda":
+        raise ConfigError(f"{setting}={backend} is a CUDA kernel (the model runs on {device.type}); "
+                          f"choose one of: {', '.join(available_dense_backends())}")
     if backend not in FLASH_BACKENDS:
         return
     if device.type != "cuda":

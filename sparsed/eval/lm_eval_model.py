@@ -190,6 +190,7 @@ class SparsedLM(LM):
         self.generation_s = 0.0
         self.sequences = 0
         self.nfe = 0
+        self.cached_forwards = 0
         self._stop_ids = self._end_token_ids()
         self._device = model.device
 
@@ -335,6 +336,7 @@ class SparsedLM(LM):
         self.generation_s += out.total_time
         self.sequences += len(prompts)
         self.nfe += out.nfe
+        self.cached_forwards += out.step_summary()["cached"]
         texts = []
         for r, row in enumerate(out.generated.tolist()):
             limit = len(row) if max_tokens is None else max_tokens[r]
@@ -390,5 +392,6 @@ class SparsedLM(LM):
     def stats(self) -> dict[str, Any]:
         return {
             "generation_s": round(self.generation_s, 3), "sequences": self.sequences, "nfe": self.nfe,
+            "cached_forwards": self.cached_forwards,
             "attention": self.meter.report(getattr(self.method, "name", "dense")),
         }

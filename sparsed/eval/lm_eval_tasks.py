@@ -79,7 +79,7 @@ def run_lm_eval_task(
     detail = _scores(s.name, task, res)
     detail["samples_file"] = str(_write_samples(out_dir, s.name, res.get("samples", {})))
     detail["gen"] = {"gen_length": gen.gen_length, "steps": gen.steps,
-                     "block_length": gen.block_length if cfg.model.arch == "llada" else None,  # Dream has no blocks
+                     "block_length": gen.block_length,  # null: a sampler without blocks (Dream's released one)
                      "temperature": gen.temperature, "top_p": gen.top_p}
     detail["num_fewshot"] = s.num_fewshot if s.name != "humaneval" else 0
     detail["chat_template"] = chat

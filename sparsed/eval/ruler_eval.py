@@ -84,7 +84,7 @@ def run_ruler(
             "score": scores[task], "metric": samples[0]["metric"], "paper_name": RULER_PAPER_NAMES[task], "n": len(samples),
             "prompt_tokens_mean": round(sum(x["length"] for x in samples) / len(samples), 1),
             "gen": {"gen_length": gen.gen_length, "steps": gen.steps,
-                    "block_length": gen.block_length if cfg.model.arch == "llada" else None},
+                    "block_length": gen.block_length},
             "haystack": samples[0].get("haystack"), "wall_s": round(time.perf_counter() - t0, 3),
             "generation_s": round(lm.generation_s - gen_s0, 3),
             "attention": lm.meter.report(getattr(method, "name", "dense")),

@@ -48,7 +48,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
         from sparsed.eval.lm_eval_tasks import run_lm_eval_task
 
         detail = run_lm_eval_task(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
-        stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "attention")}
+        stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "cached_forwards", "attention")}
         scores, details, not_run = {s.name: detail["score"]}, {s.name: detail}, {}
     eval_s = time.perf_counter() - t1
     ran = [t for t, v in scores.items() if v is not None]
@@ -65,7 +65,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
         "details": details,
         "attention": stats["attention"],
         "timing": {"model_load_s": round(load_s, 3), "eval_s": round(eval_s, 3), "generation_s": stats["generation_s"],
-                   "sequences": stats["sequences"], "nfe": stats["nfe"]},
+                   "sequences": stats["sequences"], "nfe": stats["nfe"], "cached_forwards": stats["cached_forwards"]},
         "settings": dataclasses.asdict(s),
         "cache": None if cache_db is None else str(cache_db) + "_rank0.db",
         "warnings": paper_deviations(s.name, cfg.prompt.length, choices.attention),
