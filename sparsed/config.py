@@ -190,6 +190,10 @@ def check_combination(attention: Choice, cache: Choice, arch: str, gen: Any) -> 
             f"attention={attention.name} does not run on a KV cache (cache={cache.name}); "
             f"methods that do: {', '.join(n for n, s in METHODS.items() if s.method_cls.supports_layout)}"
         )
+    if getattr(method, "needs_static_cache", False) and not strategy.static_within_block:
+        fits = ", ".join(n for n, c in CACHES.items() if c.strategy_cls.static_within_block)
+        raise ConfigError(f"attention={attention.name} sparsifies a block's cached keys, so it needs a cache that keeps "
+                          f"them fixed within a block: cache={fits} (cache={cache.name} does not)")
     families = strategy.families
     if families is not None and arch not in families:
         raise ConfigError(f"cache={cache.name} is defined for model families {', '.join(families)} (model.arch={arch})")

@@ -55,6 +55,10 @@ class StepInfo:
     step_in_block: int = 0
     refresh: bool = False  # this call recomputes every row and (re)fills the KV cache
     cached: bool = False  # this call computes only some rows; the rest come from the KV cache
+    # when the cache keeps a fixed set of keys for the whole block (Fast-dLLM's caches, block diffusion):
+    # the canvas rows the block's cached calls recompute, and the key ranges that stay cached meanwhile
+    fresh: tuple[int, int] | None = None
+    static: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -90,5 +90,9 @@ class CacheStrategy:
         """The step committed its tokens (``x_after``); ``upcoming`` [B, L] marks what the next step commits
         when the sampler knows it in advance (a fixed random order), else None."""
 
+    def block_layout(self, lo: int, hi: int, length: int) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]] | None:
+        """(fresh rows, static key ranges) of a block whose cached keys stay fixed, else None."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

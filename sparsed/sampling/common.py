@@ -120,6 +120,15 @@ def progress(iterable: range, enabled: bool, desc: str):  # noqa: ANN201 - tqdm 
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
 
 
+def step_info(strategy: CacheStrategy, plan: StepPlan, *, step: int, block: int, lo: int, hi: int, step_in_block: int,
+              length: int) -> StepInfo:
+    """What an attention method is told about one call (see ``StepInfo``)."""
+    fixed = strategy.block_layout(lo, hi, length) if strategy.uses_kv else None
+    return StepInfo(step=step, block=block, block_lo=lo, block_hi=hi, step_in_block=step_in_block,
+                    refresh=plan.full and strategy.uses_kv, cached=not plan.full,
+                    fresh=None if fixed is None else fixed[0], static=None if fixed is None else fixed[1])
+
+
 def rows_mask(rows: Rows, batch: int, length: int, device: torch.device) -> torch.Tensor:
     """bool [B, L]: the canvas rows a forward computes."""
     if rows is None:

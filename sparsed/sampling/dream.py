@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from sparsed.attention.base import AttentionMethod, GenerationInfo, StepInfo
+from sparsed.attention.base import AttentionMethod, GenerationInfo
 from sparsed.cache.base import CacheStrategy, StepState
 from sparsed.cache.strategies.none import NoCache
 from sparsed.config_errors import ConfigError
@@ -38,6 +38,7 @@ from sparsed.sampling.common import (
     method_session,
     pad_counts_of,
     progress,
+    step_info,
 )
 
 ALGORITHMS = ("origin", "maskgit_plus", "topk_margin", "entropy", "confidence_threshold")
@@ -196,8 +197,7 @@ def diffusion_generate(
             next(bar, None)
             state = StepState(step=i, block=0, step_in_block=i, lo=P, hi=L, x=x, mask_id=mask_id)
             plan = strategy.plan(state)
-            where = StepInfo(step=i, block_lo=P, block_hi=L, step_in_block=i, refresh=plan.full and strategy.uses_kv,
-                             cached=not plan.full)
+            where = step_info(strategy, plan, step=i, block=0, lo=P, hi=L, step_in_block=i, length=L)
             with clock.step():
                 runner.forward(x, plan, where)
                 masked = x == mask_id
@@ -316,8 +316,7 @@ def block_generate(
                 next(bar, None)
                 state = StepState(step=step, block=b, step_in_block=i, lo=lo, hi=hi, x=x, mask_id=mask_id)
                 plan = strategy.plan(state)
-                where = StepInfo(step=step, block=b, block_lo=lo, block_hi=hi, step_in_block=i,
-                                 refresh=plan.full and strategy.uses_kv, cached=not plan.full)
+                where = step_info(strategy, plan, step=step, block=b, lo=lo, hi=hi, step_in_block=i, length=L)
                 with clock.step():
                     runner.forward(x, plan, where)
                     step += 1

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from sparsed.attention.base import AttentionMethod, GenerationInfo, StepInfo
+from sparsed.attention.base import AttentionMethod, GenerationInfo
 from sparsed.cache.base import CacheStrategy, StepState
 from sparsed.cache.strategies.none import NoCache
 from sparsed.config_errors import ConfigError
@@ -37,6 +37,7 @@ from sparsed.sampling.common import (
     method_session,
     pad_counts_of,
     progress,
+    step_info,
 )
 
 REMASKING = ("low_confidence", "random", "random_fixed")
@@ -177,8 +178,7 @@ def generate(
                     next(bar_iter, None)
                 state = StepState(step=step, block=b, step_in_block=i, lo=lo, hi=hi, x=x, mask_id=mask_id)
                 plan = strategy.plan(state)
-                where = StepInfo(step=step, block=b, block_lo=lo, block_hi=hi, step_in_block=i,
-                                 refresh=plan.full and strategy.uses_kv, cached=not plan.full)
+                where = step_info(strategy, plan, step=step, block=b, lo=lo, hi=hi, step_in_block=i, length=L)
                 with clock.step():
                     masked = x == mask_id
                     if cfg:

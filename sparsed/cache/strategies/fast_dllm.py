@@ -36,6 +36,9 @@ class PrefixCache(CacheStrategy):
             return StepPlan()
         return StepPlan(rows=(state.lo, state.x.shape[1]))
 
+    def block_layout(self, lo: int, hi: int, length: int) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]]:
+        return (lo, length), ((0, lo),)
+
 
 class DualCache(PrefixCache):
     name = "dual"
@@ -44,6 +47,9 @@ class DualCache(PrefixCache):
         if state.step_in_block == 0:
             return StepPlan()
         return StepPlan(rows=(state.lo, state.hi))
+
+    def block_layout(self, lo: int, hi: int, length: int) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]]:
+        return (lo, hi), tuple(r for r in ((0, lo), (hi, length)) if r[1] > r[0])
 
 
 CACHES = [
