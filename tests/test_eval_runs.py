@@ -133,6 +133,11 @@ def test_mmlu_through_lm_eval_on_local_data(tmp_path):
     result = check_result(run(cfg_with(*over), tmp_path), tmp_path)
     d = result["details"]["mmlu"]
     assert d["n"] == 4 and set(d["per_subject"]) == {"anatomy", "virology"}
+    assert d["metric"].startswith("exact_match") and result["scores"] == {"mmlu": d["score"]}
+    lenient = d["acc_lenient"]  # the second metric, scored on the same answers
+    assert lenient["n"] == 4 and set(lenient["per_subject"]) == {"anatomy", "virology"}
+    samples = [json.loads(line) for line in Path(d["samples_file"]).read_text().splitlines()]
+    assert all({"exact_match", "acc_lenient"} <= set(row) for row in samples)
     assert d["gen"]["gen_length"] == 8 and d["num_fewshot"] == 5
     prompt = json.loads(Path(d["samples_file"]).read_text().splitlines()[0])["arguments"][0][0]
     assert "multiple choice questions (with answers) about" in prompt and prompt.count("Answer:") == 6
