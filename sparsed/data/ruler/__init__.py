@@ -195,10 +195,15 @@ def _generate(spec: TaskSpec, ctx: TaskContext, n: int) -> list[dict[str, Any]]:
             return tokens(drafts[size])
 
         try:
+            extra: tuple[str, ...] = ()
             if base is None:
                 size, n_tokens = fit_size(count, budget, min_size=builder.min_size, max_size=builder.max_size, start=hint)
             else:
-                size, n_tokens = fills.step_down(builder, count, base, step, budget)
+                try:
+                    size, n_tokens = fills.step_down(builder, count, base, step, budget)
+                except LengthTooSmall:  # RULER's own loop never ends here: size it finer, and say so
+                    size, n_tokens = fit_size(count, budget, min_size=builder.min_size, max_size=min(base, step))
+                    extra = (fills.BELOW_ONE_STEP.format(step=step),)
         except LengthTooSmall as exc:
             msg = f"{spec.name} does not fit in {ctx.length} tokens ({ctx.gen_length} reserved for generation): {exc}"
             raise LengthTooSmall(msg) from exc
@@ -218,7 +223,7 @@ def _generate(spec: TaskSpec, ctx: TaskContext, n: int) -> list[dict[str, Any]]:
                 "haystack": _effective_haystack(spec, ctx),
                 "metric": spec.metric,
                 "fill": ctx.fill,
-                "notes": list(draft.notes),
+                "notes": [*draft.notes, *extra],
             }
         )
     return samples

@@ -16,7 +16,8 @@ A sample whose random draws take a few more tokens than the search's therefore l
 step, and samples often end hundreds of tokens short of the nominal length. Where this departs
 from RULER: RULER redraws a sample after stepping it down (except fwe), here the sample keeps
 its draws (needles, depths, answers) and only its haystack shrinks; and where RULER would loop
-forever (a sample over budget at one step), ``LengthTooSmall`` is raised.
+forever (a sample over the budget at one step: essay tasks near 1k tokens), the sample gets the
+largest size below one step instead and a note saying so (``BELOW_ONE_STEP``).
 
 ``tight`` fits every sample to the largest size within the budget (``budget.fit_size``): samples
 end within a few tokens of the budget, a longer and probably harder task than RULER's at the
@@ -33,6 +34,10 @@ from sparsed.data.ruler.base import Builder, Draft
 from sparsed.data.ruler.budget import LengthTooSmall
 
 FILLS = ("official", "tight")
+BELOW_ONE_STEP = (
+    "even one whole step ({step} units) is over the budget, where RULER's generator would loop forever: "
+    "sized to the largest size that fits instead"
+)
 Tokens = Callable[[Draft], int]
 
 
