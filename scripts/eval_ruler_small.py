@@ -58,19 +58,20 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tasks", nargs="+", default=OFFLINE_TASKS)
-    ap.add_argument("--methods", nargs="+", default=["dense", "sparsed", "sliding_window"])
+    ap.add_argument("--methods", nargs="*", default=["dense", "sparsed", "sliding_window"],
+                    help="none (--methods with no name): only generate the samples and record their lengths")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fill", choices=FILLS, default="official", help="sample sizing (sparsed.data.ruler.fill)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(args.model, device=dev, dtype="bf16" if dev == "cuda" else "fp32")
+    model = load_model(args.model, device=dev, dtype="bf16" if dev == "cuda" else "fp32") if args.methods else None
     tok = load_tokenizer(args.model)
     table: dict = {}
     context: dict = {}
     t_start = time.time()
     for length in args.lengths:
-        makers = methods_for(length, model.args.n_heads)
+        makers = methods_for(length, model.args.n_heads) if model is not None else {}
         for task in args.tasks:
             gen = GEN[task]
             samples = ruler_generate(task, length, tok, n=args.limit, seed=args.seed, gen_length=gen, use_cache=False,
@@ -98,7 +99,8 @@ def main() -> None:
     write_json_atomic(args.out, {"command": " ".join(sys.argv), "scores": table, "summary": summary,
                                  "context": context, "fill": args.fill, "limit": args.limit, "seed": args.seed,
                                  "elapsed_s": time.time() - t_start,
-                                 "device": device_info(model.device), "versions": versions()})
+                                 "device": device_info(model.device) if model is not None else None,
+                                 "versions": versions()})
 
 
 if __name__ == "__main__":
