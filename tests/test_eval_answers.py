@@ -123,3 +123,22 @@ def test_fit_gen_keeps_llada_block_rules_and_steps_per_token():
     assert odd.gen_length % odd.block_length == 0 and odd.steps % (odd.gen_length // odd.block_length) == 0
     dream = fit_gen(GenConfig(gen_length=128, steps=64), "dream", 100)
     assert (dream.gen_length, dream.steps) == (100, 50)
+
+
+def test_gsm8k_prompt_target_and_regexes_are_lm_eval_s():
+    """The installed lm-eval gsm8k config and ours: the same prompt, target, metric and filters; only the
+    few-shot count differs (4, the paper's, vs 5), which results state in ``num_fewshot_note``."""
+    import lm_eval
+
+    from sparsed.eval.tasks import TASKS_DIR
+
+    theirs = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/gsm8k/gsm8k.yaml").read_text())
+    ours = yaml.load((TASKS_DIR / "gsm8k.yaml").read_text(), yaml.BaseLoader)  # BaseLoader: skips !function
+    for key in ("doc_to_text", "doc_to_target", "training_split", "fewshot_split", "test_split"):
+        assert ours[key] == theirs[key], key
+    assert ours["filter_list"] == yaml.load(yaml.safe_dump(theirs["filter_list"]), yaml.BaseLoader)
+    (m_ours,), (m_theirs,) = ours["metric_list"], theirs["metric_list"]
+    assert m_ours["regexes_to_ignore"] == m_theirs["regexes_to_ignore"]
+    assert (m_ours["ignore_case"], m_ours["ignore_punctuation"]) == ("true", "false")
+    assert (m_theirs["ignore_case"], m_theirs["ignore_punctuation"]) == (True, False)
+    assert (int(ours["num_fewshot"]), theirs["num_fewshot"]) == (4, 5)
