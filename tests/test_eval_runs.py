@@ -74,6 +74,16 @@ def test_ruler_end_to_end_all_13_tasks(tmp_path):
     assert result["average"] is not None
     assert any(line.startswith("average") and f"/{13} tasks" in line for line in result["summary"])
     assert (tmp_path / "predictions" / "niah_single_1.jsonl").is_file()
+    for task in result["tasks_run"]:  # every RULER result says how long its prompts were
+        context = result["details"][task]["context"]
+        assert context["fill"] == "official" and context["budget"] == 1024 - 8
+        assert 0 < context["min"] <= context["mean"] <= context["max"] <= context["budget"]
+
+
+def test_ruler_tight_fill_is_a_setting(tmp_path):
+    cfg = cfg_with(*RULER_SMALL, "task.tasks=[niah_single_1]", "task.fill=tight", f"task.data_cache_dir={tmp_path / 's'}")
+    context = check_result(run(cfg, tmp_path), tmp_path)["details"]["niah_single_1"]["context"]
+    assert context["fill"] == "tight" and context["min"] >= context["budget"] - 40
 
 
 def test_ruler_with_a_kv_cache_records_fewer_rows(tmp_path):
@@ -124,6 +134,7 @@ def test_gsm8k_through_lm_eval_and_resume(tmp_path, count_calls):
     result = check_result(run(cfg_with(*over), tmp_path / "a"), tmp_path / "a")
     d = result["details"]["gsm8k"]
     assert d["n"] == 3 and d["num_fewshot"] == 4
+    assert "lm-eval's gsm8k task is 5-shot" in d["num_fewshot_note"]
     assert 0 <= d["strict-match"] <= 100 and 0 <= d["flexible-extract"] <= 100
     assert result["scores"] == {"gsm8k": d["flexible-extract"]}
     samples = [json.loads(line) for line in Path(d["samples_file"]).read_text().splitlines()]
@@ -148,6 +159,11 @@ def test_mmlu_through_lm_eval_on_local_data(tmp_path):
     result = check_result(run(cfg_with(*over), tmp_path), tmp_path)
     d = result["details"]["mmlu"]
     assert d["n"] == 4 and set(d["per_subject"]) == {"anatomy", "virology"}
+    assert d["metric"].startswith("exact_match") and result["scores"] == {"mmlu": d["score"]}
+    lenient = d["acc_lenient"]  # the second metric, scored on the same answers
+    assert lenient["n"] == 4 and set(lenient["per_subject"]) == {"anatomy", "virology"}
+    samples = [json.loads(line) for line in Path(d["samples_file"]).read_text().splitlines()]
+    assert all({"exact_match", "acc_lenient"} <= set(row) for row in samples)
     assert d["gen"]["gen_length"] == 8 and d["num_fewshot"] == 5
     prompt = json.loads(Path(d["samples_file"]).read_text().splitlines()[0])["arguments"][0][0]
     assert "multiple choice questions (with answers) about" in prompt and prompt.count("Answer:") == 6
@@ -203,6 +219,7 @@ def test_humaneval_through_lm_eval_executes_completions(tmp_path):
         (["task=ruler", "task.gen_lengths.vt=0"], "task.gen_lengths.vt=0 must be a positive integer"),
         (["task=ruler", "prompt=short"], "task=ruler needs prompt.length"),
         (["task=ruler", "task.haystack=sand"], "task.haystack='sand' is not allowed"),
+        (["task=ruler", "task.fill=loose"], "task.fill='loose' is not allowed; choose one of: official"),
         (["task=ruler", "task.gen_length=8", "task.steps=2"], "leaves no sparse step out of 2 steps"),
         (["task=gsm8k", "+task.gen_overrides.dream.beam=4"], "task.gen_overrides.dream.beam is not allowed"),
     ],

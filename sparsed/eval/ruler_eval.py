@@ -37,7 +37,7 @@ def run_ruler(
     from lm_eval.api.instance import Instance
     from lm_eval.api.model import CachingLM
 
-    from sparsed.data.ruler import DataUnavailable, LengthTooSmall, generate, render_prompt
+    from sparsed.data.ruler import DataUnavailable, LengthTooSmall, context_stats, generate, render_sample
     from sparsed.eval.ruler_metrics import score
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # CachingLM logs every lookup at INFO
@@ -60,7 +60,7 @@ def run_ruler(
             samples = generate(
                 task, length, tokenizer, s.limit or 500, seed=s.seed, gen_length=gen.gen_length, chat_template=chat,
                 haystack=s.haystack if task.startswith(("niah", "vt")) else None, essay_path=s.essay_path,
-                qa_path=s.qa_dir, cache_dir=s.data_cache_dir,
+                qa_path=s.qa_dir, cache_dir=s.data_cache_dir, fill=s.fill, cwe_words_path=s.cwe_words,
             )
         except (DataUnavailable, LengthTooSmall) as exc:
             scores[task] = None
@@ -70,7 +70,7 @@ def run_ruler(
         gen_s0 = lm.generation_s
         requests = []
         for i, x in enumerate(samples):
-            r = render_prompt(tokenizer, x["input"], x["answer_prefix"], chat)
+            r = render_sample(tokenizer, x, chat)
             kwargs = {"until": [], "max_gen_toks": gen.gen_length, "steps": gen.steps, "block_length": gen.block_length,
                       "add_special_tokens": r.add_special_tokens}
             requests.append(Instance("generate_until", x, (r.text, kwargs), i, (task, i, 1)))
@@ -83,6 +83,8 @@ def run_ruler(
         details[task] = {
             "score": scores[task], "metric": samples[0]["metric"], "paper_name": RULER_PAPER_NAMES[task], "n": len(samples),
             "prompt_tokens_mean": round(sum(x["length"] for x in samples) / len(samples), 1),
+            "context": context_stats(samples),  # fill, mean / min / max prompt tokens, budget
+            "notes": sorted({note for x in samples for note in x.get("notes", ())}),
             "gen": {"gen_length": gen.gen_length, "steps": gen.steps,
                     "block_length": gen.block_length},
             "haystack": samples[0].get("haystack"), "wall_s": round(time.perf_counter() - t0, 3),

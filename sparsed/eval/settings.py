@@ -68,6 +68,8 @@ class EvalSettings:
     essay_path: str | None = None
     haystack: str | None = None
     data_cache_dir: str | None = None
+    fill: str = "official"  # RULER's own sample sizing, or "tight" (sparsed.data.ruler.fill)
+    cwe_words: str | None = None  # RULER's english_words.json, for cwe past ~8k words
 
     def chat_template(self, cfg: DictConfig) -> bool:
         return bool(cfg.model.chat_template if self.apply_chat_template is None else self.apply_chat_template)
@@ -80,7 +82,7 @@ KEYS = {
     "gsm8k": ("data_dir",),
     "mmlu": ("data_dir",),
     "humaneval": ("timeout_s",),
-    "ruler": ("tasks", "gen_lengths", "seed", "qa_dir", "essay_path", "haystack", "data_cache_dir"),
+    "ruler": ("tasks", "gen_lengths", "seed", "qa_dir", "essay_path", "haystack", "data_cache_dir", "fill", "cwe_words"),
 }  # fmt: skip
 
 
@@ -206,8 +208,12 @@ def _parse_ruler(s: EvalSettings, raw: dict[str, Any]) -> None:
     if not _is_int(seed) or seed < 0:
         raise ConfigError(f"task.seed={seed!r} must be a non-negative integer")
     s.seed = seed
-    for key in ("qa_dir", "essay_path", "data_cache_dir"):
+    for key in ("qa_dir", "essay_path", "data_cache_dir", "cwe_words"):
         setattr(s, key, _str(key, raw.get(key)))
+    fill = raw.get("fill", "official")
+    if fill not in ("official", "tight"):
+        raise ConfigError(f"task.fill={fill!r} is not allowed; choose one of: official (RULER's sizing), tight")
+    s.fill = fill
     haystack = raw.get("haystack")
     if haystack not in (None, "essay", "noise", "needle"):
         raise ConfigError(f"task.haystack={haystack!r} is not allowed; choose one of: null (each task's), essay, noise, needle")
