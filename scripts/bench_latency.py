@@ -264,6 +264,7 @@ def main() -> None:
     ap.add_argument("--fig5-steps", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     ap.add_argument("--tiny", action="store_true", help="tiny random models (a CPU smoke run of this script)")
     ap.add_argument("--deadline-s", type=float, default=None)
+    ap.add_argument("--validate-only", action="store_true", help="only the complete generations (compare offline)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -279,7 +280,7 @@ def main() -> None:
     for shape in args.shapes:
         torch.manual_seed(0)
         model = random_model(shape_args(shape, args.tiny), device=str(dev), dtype="bf16" if dev.type == "cuda" else "fp32")
-        for length in args.lengths:
+        for length in [] if args.validate_only else args.lengths:
             if args.deadline_s is not None and time.time() - t0 > args.deadline_s:
                 data["notes"].append(f"deadline: {shape} from {length} tokens on not measured")
                 break
