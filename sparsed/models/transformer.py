@@ -1,10 +1,11 @@
-"""A bidirectional (masked-diffusion) transformer that covers LLaDA and Dream.
+"""A diffusion-LM transformer that covers LLaDA, Dream and SDAR/TraDo.
 
-Both are Llama-like: RMSNorm, rotate-half RoPE, SwiGLU MLP, untied LM head, no causal mask. They differ
-in a handful of facts (q/k/v bias, GQA, epsilon, theta, whether RoPE is applied in float32, whether the
-logit at position i predicts token i or i+1), which ``ModelArgs`` carries. Each architecture's own file
-(``llada.py``, ``dream.py``) turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its
-checkpoint parameter names onto this module's.
+All are Llama-like: RMSNorm, rotate-half RoPE, SwiGLU MLP, untied LM head. They differ in a handful of
+facts (q/k/v bias, GQA, epsilon, theta, whether RoPE is applied in float32, whether the logit at
+position i predicts token i or i+1, Qwen3's q/k norm and separate head_dim, block-causal attention),
+which ``ModelArgs`` carries. Each architecture's own file (``llada.py``, ``dream.py``, ``sdar.py``)
+turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its checkpoint parameter names onto
+this module's.
 
 Attention goes through one callable: ``AttentionMethod.forward(layer, q, k, v, key_valid, layout)``.
 The model never knows which method that is.
@@ -191,12 +192,18 @@ class DiffusionLM(nn.Module):
         """Final-norm hidden states of the canvas rows ``rows`` [B, n, dim] (all rows by default).
 
         ``input_ids`` is always the whole canvas [B, L]; ``attention_mask`` (bool/int [B, L], 1 = real
-        token) sets padding and RoPE positions. With ``rows`` the other rows' keys/values come from
+        token) sets padding and RoPE positions; a bool [B or 1, 1, L, L] is a full mask (True = may
+        attend) for training objectives, with ``positions`` given. With ``rows`` the other rows' keys/values come from
         ``cache`` (filled by an earlier forward); keys cover canvas rows [0, key_len) (all by default).
         ``block`` makes the attention block-causal with that block size.
         """
         B, L = input_ids.shape
         key_valid = None
+        if attention_mask is not None and attention_mask.dim() == 4:
+            # a training objective's own mask over its own sequence layout (SDAR's [noisy; clean] copy)
+            if positions is None or rows is not None or cache is not None or block is not None:
+                raise ValueError("a full attention mask [B, 1, L, L] needs explicit positions and no rows/cache/block")
+            attention_mask = attention_mask.bool()
         if attention_mask is not None:
             key_valid = attention_mask.bool()
             if bool(key_valid.all()):
