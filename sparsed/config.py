@@ -190,6 +190,11 @@ def check_combination(attention: Choice, cache: Choice, arch: str, gen: Any) -> 
             f"attention={attention.name} does not run on a KV cache (cache={cache.name}); "
             f"methods that do: {', '.join(n for n, s in METHODS.items() if s.method_cls.supports_layout)}"
         )
+    if FAMILIES[arch].block_causal and not method.supports_layout:
+        raise ConfigError(
+            f"attention={attention.name} does not serve block-causal models (model.arch={arch}); "
+            f"methods that do: {', '.join(n for n, s in METHODS.items() if s.method_cls.supports_layout)}"
+        )
     families = strategy.families
     if families is not None and arch not in families:
         raise ConfigError(f"cache={cache.name} is defined for model families {', '.join(families)} (model.arch={arch})")
