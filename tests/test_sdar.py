@@ -433,9 +433,8 @@ def test_run_py_generates_with_the_real_layout(golden, tmp_path):
 
 
 def test_sdar_configs_validate_and_refuse_what_cannot_run():
-    from tests.test_config import cfg_with
-
     from sparsed.config import validate
+    from tests.test_config import cfg_with
 
     for overrides in (["model=sdar", "attention=dense", "cache=block_prefix"],
                       ["model=trado", "attention=streaming_llm"],
