@@ -46,7 +46,7 @@ def sharp_sdar(vocab: int = 300, seed: int = 3) -> DiffusionLM:
     """A random SDAR-architecture model with decisive logits (no near-ties between batch and single rows)."""
     args = ModelArgs(arch="sdar", vocab_size=vocab, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128,
                      norm_eps=1e-6, rope_theta=1e6, qkv_bias=False, mask_token_id=vocab - 1, eos_token_id=vocab - 2,
-                     rope_in_fp32=False, head_dim_override=24, qk_norm=True, block_causal=True)
+                     rope_in_fp32=False, head_dim_override=24, qk_norm=True, block_causal=True, norm_weight_fp32=True)
     model = random_model(args, device="cpu", dtype="fp32", seed=seed)
     with torch.no_grad():
         model.head.weight.mul_(20)
@@ -116,6 +116,33 @@ def test_the_prefix_cache_is_exact():
         block = model.hidden_states(x, rows=(16, 20), cache=kv, key_len=20, block=4)
     torch.testing.assert_close(prefix, full[:, :16], atol=2e-5, rtol=0)
     torch.testing.assert_close(block, full[:, 16:20], atol=2e-5, rtol=0)
+
+
+def test_bf16_numerics_follow_the_released_code():
+    """flash-attn's fused RMSNorm (what modeling_sdar calls) applies the weight in float32 and rounds once; RoPE's
+    cos/sin are rounded to the model dtype before they rotate (SDARRotaryEmbedding returns them in x.dtype)."""
+    from sparsed.models.transformer import RMSNorm, apply_rope, rope_tables
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 96, generator=g).bfloat16()
+    w = (1 + torch.randn(96, generator=g) * 0.3).bfloat16()
+    xf = x.float()
+    normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)
+    fused = RMSNorm(96, 1e-6, weight_fp32=True).bfloat16()
+    hf = RMSNorm(96, 1e-6).bfloat16()
+    with torch.no_grad():
+        fused.weight.copy_(w)
+        hf.weight.copy_(w)
+        assert torch.equal(fused(x), (normed * w.float()).bfloat16())
+        assert torch.equal(hf(x), w * normed.bfloat16())
+        assert not torch.equal(fused(x), hf(x))  # one rounding fewer: the two differ in bf16
+    cos, sin = rope_tables(torch.arange(40)[None] + 3000, 96, 1e6)
+    q = torch.randn(1, 2, 40, 96, generator=g).bfloat16()
+    half = torch.cat([-q[..., 48:], q[..., :48]], dim=-1)
+    assert torch.equal(apply_rope(q, cos, sin, in_fp32=False), q * cos.bfloat16() + half * sin.bfloat16())
+    a = args_from_config({"model_type": "sdar", "hidden_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2,
+                          "intermediate_size": 64, "vocab_size": 10, "mask_token_id": 9})
+    assert a.norm_weight_fp32 and not a.rope_in_fp32
 
 
 def test_config_mapping_and_one_line_errors():

@@ -299,7 +299,7 @@ def test_stitched_stages_count_from_the_first_start(tmp_path: Path) -> None:
 def tiny_sdar(vocab: int = 64, seed: int = 0) -> DiffusionLM:
     args = ModelArgs(arch="sdar", vocab_size=vocab, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
                      norm_eps=1e-6, rope_theta=10000.0, qkv_bias=False, mask_token_id=MASK, eos_token_id=0,
-                     rope_in_fp32=False, qk_norm=True, block_causal=True)
+                     rope_in_fp32=False, qk_norm=True, block_causal=True, norm_weight_fp32=True)
     return DiffusionLM(args).init_random(seed)
 
 

@@ -6,8 +6,10 @@ diffusion model is the attention mask of its sampler: block-causal (bidirectiona
 sampler's block length, causal across blocks), and the logit at position i predicts token i (no shift).
 TraDo checkpoints are SDAR checkpoints fine-tuned with TraceRL (``model_type: sdar``, same code).
 
-RoPE follows the released ``modeling_sdar.py``: cos/sin are computed in float32 and cast to the model
-dtype before they rotate q and k (``rope_in_fp32=False``).
+Numerics follow the released ``modeling_sdar.py`` where a bf16 run can tell: cos/sin are computed in
+float32 and cast to the model dtype before they rotate q and k (``rope_in_fp32=False``), and its
+RMSNorm is flash-attn's fused kernel, which applies the weight in float32 and rounds once
+(``norm_weight_fp32``). In float32 both are exactly the transformers Qwen3 forward.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def args_from_config(cfg: dict[str, Any]) -> ModelArgs:
         head_dim_override=cfg.get("head_dim"),
         qk_norm=True,
         block_causal=True,
+        norm_weight_fp32=True,
     )
 
 

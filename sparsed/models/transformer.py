@@ -51,6 +51,9 @@ class ModelArgs:
     head_dim_override: int | None = None  # Qwen3-style configs state head_dim apart from dim / n_heads
     qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3 / SDAR)
     block_causal: bool = False  # block diffusion (SDAR): causal across blocks, bidirectional inside
+    # RMSNorm multiplies by its weight in float32 and rounds once (flash-attn's fused RMSNorm, which SDAR's
+    # code calls); otherwise it rounds the normalised input to the model dtype first (HF Llama/Qwen)
+    norm_weight_fp32: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -74,14 +77,17 @@ class _CallPlan:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, weight_fp32: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        self.weight_fp32 = weight_fp32
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight_fp32:
+            return (self.weight.float() * xf).to(x.dtype)
         return self.weight * xf.to(x.dtype)
 
 
@@ -109,15 +115,16 @@ class Block(nn.Module):
         super().__init__()
         self.a = a
         hd = a.head_dim
-        self.attn_norm = RMSNorm(a.dim, a.norm_eps)
+        fp32 = a.norm_weight_fp32
+        self.attn_norm = RMSNorm(a.dim, a.norm_eps, fp32)
         if a.qk_norm:
-            self.q_norm = RMSNorm(hd, a.norm_eps)
-            self.k_norm = RMSNorm(hd, a.norm_eps)
+            self.q_norm = RMSNorm(hd, a.norm_eps, fp32)
+            self.k_norm = RMSNorm(hd, a.norm_eps, fp32)
         self.wq = nn.Linear(a.dim, a.n_heads * hd, bias=a.qkv_bias)
         self.wk = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wv = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wo = nn.Linear(a.n_heads * hd, a.dim, bias=False)
-        self.ffn_norm = RMSNorm(a.dim, a.norm_eps)
+        self.ffn_norm = RMSNorm(a.dim, a.norm_eps, fp32)
         self.w_gate = nn.Linear(a.dim, a.ffn_dim, bias=False)
         self.w_up = nn.Linear(a.dim, a.ffn_dim, bias=False)
         self.w_down = nn.Linear(a.ffn_dim, a.dim, bias=False)
@@ -166,7 +173,7 @@ class DiffusionLM(nn.Module):
         self.args = args
         self.embed = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layers))
-        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.norm = RMSNorm(args.dim, args.norm_eps, args.norm_weight_fp32)
         self.head = nn.Linear(args.dim, args.vocab_size, bias=False)
 
     @property

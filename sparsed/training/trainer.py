@@ -107,7 +107,7 @@ def model_args(cfg: TrainConfig, tokenizer: Any) -> ModelArgs:  # noqa: ANN401
     )
     if cfg.objective == "block":  # SDAR's architecture (its config.json values where a size does not decide)
         return ModelArgs(arch="sdar", norm_eps=1e-6, rope_in_fp32=False, qk_norm=True, block_causal=True,
-                         head_dim_override=size["dim"] // size["n_heads"], **common)
+                         norm_weight_fp32=True, head_dim_override=size["dim"] // size["n_heads"], **common)
     return ModelArgs(arch="llada", norm_eps=1e-5, rope_in_fp32=True, max_length=max(cfg.data.lengths), **common)
 
 
