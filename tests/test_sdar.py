@@ -385,6 +385,21 @@ def test_attention_methods_see_the_cache_layout():
     assert sum(w.refresh for *_, w in seen) == 1 + 3 and len(seen) == out.nfe  # prefill + a store per block
 
 
+@pytest.mark.parametrize(("method", "settings"), [("dense", {}), ("sliding_window", {"ws": 8}),
+                                                  ("streaming_llm", {"ws": 8, "sinks": 2})])
+def test_every_layout_method_runs_cached_and_uncached_alike(method, settings):
+    """The methods that serve layouts run on this family; the exact cache changes no token under any of them."""
+    model = sharp_sdar()
+    p = _prompt(14, 8)
+    kw = dict(steps=8, gen_length=16, block_length=4, remasking="low_confidence_dynamic", threshold=0.6)
+    runs = {c: generate(model, p, attention=build_method(method, settings), cache=build_cache(c), **kw)
+            for c in ("block_prefix", "none")}
+    assert torch.equal(runs["block_prefix"].sequences, runs["none"].sequences)
+    if method != "dense":  # the pattern is not the dense one
+        dense = generate(model, p, attention=build_method("dense"), **kw)
+        assert not torch.equal(dense.sequences, runs["block_prefix"].sequences)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"block_length": None}, "gen.block_length must be set"),
     ({"gen_length": 10}, "not divisible by gen.block_length=4"),
