@@ -335,6 +335,8 @@ def test_a_padded_batch_gives_each_row_what_it_gets_alone(cache, block, per_bloc
         assert torch.equal(got, single.sequences[0]), r
         assert single.sequences.shape[1] % block == 0  # each row's own canvas is whole blocks
     assert out.sequences.shape[1] == P + max(s.sequences.shape[1] - p.shape[1] for s, p in zip(alone, prompts, strict=True))
+    with torch.no_grad():  # padding queries see only padding keys (fully masked rows): SDPA gives zeros, not NaN
+        assert torch.isfinite(model.hidden_states(ids, attention_mask=mask, block=block)).all()
 
 
 def test_sampling_is_seeded_and_filters_apply():

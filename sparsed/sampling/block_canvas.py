@@ -9,7 +9,9 @@ block. So a row is left-padded by whole blocks (``(c - P_r // b) * b`` tokens, `
 prompt blocks of any row): its prompt's tail then lies in canvas block ``c`` for every row. A row that
 needs one block fewer than the others (its prompt fills its last block) is filled at the end with a
 non-mask token, so that its last canvas block has nothing to decode. Padding is masked as a key;
-the filler is only ever seen by itself (block-causal).
+the filler is only ever seen by itself (block-causal). A padding position as a query (the prefill, or
+every step without a cache) sees only padding: a fully masked row, which SDPA answers with zeros since
+torch 2.5 (``_safe_softmax``; tested on the CPU), so nothing non-finite reaches the cache.
 """
 
 from __future__ import annotations
