@@ -194,6 +194,11 @@ def check_combination(attention: Choice, cache: Choice, arch: str, gen: Any) -> 
         fits = ", ".join(n for n, c in CACHES.items() if c.strategy_cls.static_within_block)
         raise ConfigError(f"attention={attention.name} sparsifies a block's cached keys, so it needs a cache that keeps "
                           f"them fixed within a block: cache={fits} (cache={cache.name} does not)")
+    if FAMILIES[arch].block_causal and not method.supports_layout:
+        raise ConfigError(
+            f"attention={attention.name} does not serve block-causal models (model.arch={arch}); "
+            f"methods that do: {', '.join(n for n, s in METHODS.items() if s.method_cls.supports_layout)}"
+        )
     families = strategy.families
     if families is not None and arch not in families:
         raise ConfigError(f"cache={cache.name} is defined for model families {', '.join(families)} (model.arch={arch})")

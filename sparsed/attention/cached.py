@@ -78,7 +78,8 @@ class StaticSplitMethod(AttentionMethod):
 
     def attend_layout(self, layer, q, k, v, key_valid, layout: Layout):  # noqa: ANN001, ANN201
         where = self.where
-        if where is None or where.static is None or layout.span is None or where.fresh != layout.span:
+        if (where is None or where.static is None or layout.span is None or where.fresh != layout.span
+                or where.refresh):  # a prefill, or block diffusion's store call of a finished block: dense
             n = pairs(q, k)  # a call outside a block-static cache (e.g. block diffusion's prefill): dense
             self.record(layer, n, n, sparse=False)
             mask = layout.key_mask(key_valid) if layout.block is not None else key_valid

@@ -47,10 +47,16 @@ def build_pages(k: torch.Tensor, ranges: tuple[tuple[int, int], ...], page: int,
     real = inside[None].expand(B, -1, -1).clone()
     if key_valid is not None:
         real &= key_valid[:, idx.clamp(max=key_valid.shape[1] - 1)]
-    kp = k[:, :, idx.clamp(max=k.shape[2] - 1)]  # [B, H, nP, page, D]
-    m = real[:, None, :, :, None]
-    kmin = kp.masked_fill(~m, torch.inf).amin(3)
-    kmax = kp.masked_fill(~m, -torch.inf).amax(3)
+    if key_valid is None and all((b - a) % page == 0 for a, b in ranges):
+        # whole pages only and no padding: views of the cache, no gathered copy of the keys
+        parts = [k[:, :, a:b].reshape(B, H, (b - a) // page, page, D) for a, b in ranges if b > a]
+        kmin = torch.cat([p.amin(3) for p in parts], dim=2)
+        kmax = torch.cat([p.amax(3) for p in parts], dim=2)
+    else:
+        kp = k[:, :, idx.clamp(max=k.shape[2] - 1)]  # [B, H, nP, page, D]
+        m = real[:, None, :, :, None]
+        kmin = kp.masked_fill(~m, torch.inf).amin(3)
+        kmax = kp.masked_fill(~m, -torch.inf).amax(3)
     valid = real.any(-1)
     return Pages(start, length, kmin, kmax, valid, real.sum((1, 2)))
 
@@ -62,14 +68,17 @@ def page_rows(start: torch.Tensor, length: torch.Tensor, page: int) -> tuple[tor
 
 
 def upper_bounds(q: torch.Tensor, pages: Pages) -> torch.Tensor:
-    """Quest's bound of q·k per query and page: [B, Hq, Lq, nP] (invalid pages -inf)."""
+    """Quest's bound of q·k per query and page: [B, Hq, Lq, nP] (invalid pages -inf).
+
+    sum_d max(q_d max_d, q_d min_d) = q+ · max + q- · min (q+ = max(q, 0), q- = min(q, 0)): two matrix
+    products, never the [.., nP, D] products themselves.
+    """
     B, Hq, Lq, D = q.shape
     Hkv = pages.kmin.shape[1]
     n_rep = Hq // Hkv
-    qg = q.reshape(B, Hkv, n_rep, Lq, 1, D).float()
-    kmax = pages.kmax[:, :, None, None].float()  # [B, Hkv, 1, 1, nP, D]
-    kmin = pages.kmin[:, :, None, None].float()
-    bound = torch.maximum(qg * kmax, qg * kmin).sum(-1)  # [B, Hkv, n_rep, Lq, nP]
+    qg = q.reshape(B, Hkv, n_rep * Lq, D).float()
+    bound = torch.matmul(qg.clamp(min=0), pages.kmax.float().transpose(-1, -2))
+    bound = bound + torch.matmul(qg.clamp(max=0), pages.kmin.float().transpose(-1, -2))
     bound = bound.reshape(B, Hq, Lq, -1)
     return bound.masked_fill(~pages.valid[:, None, None, :], -torch.inf)
 

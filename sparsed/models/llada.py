@@ -101,4 +101,5 @@ def checkpoint_name(internal: str) -> str:
 
 
 FAMILY = Family("llada", MODEL_TYPES, args_from_config, map_name, sampler="sparsed.sampling.llada:sample",
-                gen_checker="sparsed.sampling.llada:check_gen")
+                gen_checker="sparsed.sampling.llada:check_gen", config_from_args=config_from_args,
+                checkpoint_name=checkpoint_name)

@@ -15,7 +15,6 @@ import torch
 from safetensors import safe_open
 
 from sparsed.config_errors import ConfigError
-from sparsed.models import llada
 from sparsed.models.registry import FAMILIES, Family
 from sparsed.models.transformer import DiffusionLM, ModelArgs
 
@@ -146,16 +145,26 @@ def random_model(args: ModelArgs, device: str = "auto", dtype: str = "auto", see
     return model.init_random(seed).eval().requires_grad_(False)
 
 
-def save_llada_checkpoint(model: DiffusionLM, folder: str | Path, extra_config: dict | None = None) -> Path:
-    """Write ``model`` as a LLaDA-layout checkpoint (config.json + model.safetensors)."""
+def save_checkpoint(model: DiffusionLM, folder: str | Path, extra_config: dict | None = None) -> Path:
+    """Write ``model`` in its family's checkpoint layout (config.json + model.safetensors)."""
     from safetensors.torch import save_file
 
+    family = ARCHITECTURES[model.args.arch]
+    if family.config_from_args is None or family.checkpoint_name is None:
+        raise ValueError(f"the {family.name} family has no checkpoint writer")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = llada.config_from_args(model.args) | (extra_config or {})
-    tensors = {llada.checkpoint_name(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    cfg = family.config_from_args(model.args) | (extra_config or {})
+    tensors = {family.checkpoint_name(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = folder / "model.safetensors.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     tmp.replace(folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return folder
+
+
+def save_llada_checkpoint(model: DiffusionLM, folder: str | Path, extra_config: dict | None = None) -> Path:
+    """Write ``model`` (a LLaDA-architecture model) as a LLaDA-layout checkpoint."""
+    if model.args.arch != "llada":
+        raise ValueError(f"save_llada_checkpoint got a {model.args.arch} model; use save_checkpoint")
+    return save_checkpoint(model, folder, extra_config)

@@ -23,6 +23,12 @@ class Family:
     map_name: Callable[[str], str | None]  # checkpoint parameter name -> DiffusionLM name (None: skip)
     sampler: str  # "module:function" of the family's sampler, imported on first use
     gen_checker: str  # "module:function" validating gen.* for this sampler before anything loads
+    # block diffusion (attention causal across blocks): every forward carries a Layout, so only attention
+    # methods that serve layouts can run it
+    block_causal: bool = False
+    # ModelArgs -> config.json and internal -> checkpoint name, for families the project saves (training)
+    config_from_args: Callable[[Any], dict[str, Any]] | None = None
+    checkpoint_name: Callable[[str], str] | None = None
 
     def _load(self, path: str) -> Callable:
         module, fn = path.split(":")

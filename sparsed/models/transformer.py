@@ -1,10 +1,11 @@
-"""A bidirectional (masked-diffusion) transformer that covers LLaDA and Dream.
+"""A diffusion-LM transformer that covers LLaDA, Dream and SDAR/TraDo.
 
-Both are Llama-like: RMSNorm, rotate-half RoPE, SwiGLU MLP, untied LM head, no causal mask. They differ
-in a handful of facts (q/k/v bias, GQA, epsilon, theta, whether RoPE is applied in float32, whether the
-logit at position i predicts token i or i+1), which ``ModelArgs`` carries. Each architecture's own file
-(``llada.py``, ``dream.py``) turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its
-checkpoint parameter names onto this module's.
+All are Llama-like: RMSNorm, rotate-half RoPE, SwiGLU MLP, untied LM head. They differ in a handful of
+facts (q/k/v bias, GQA, epsilon, theta, whether RoPE is applied in float32, whether the logit at
+position i predicts token i or i+1, Qwen3's q/k norm and separate head_dim, block-causal attention),
+which ``ModelArgs`` carries. Each architecture's own file (``llada.py``, ``dream.py``, ``sdar.py``)
+turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its checkpoint parameter names onto
+this module's.
 
 Attention goes through one callable: ``AttentionMethod.forward(layer, q, k, v, key_valid, layout)``.
 The model never knows which method that is.
@@ -50,6 +51,9 @@ class ModelArgs:
     head_dim_override: int | None = None  # Qwen3-style configs state head_dim apart from dim / n_heads
     qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3 / SDAR)
     block_causal: bool = False  # block diffusion (SDAR): causal across blocks, bidirectional inside
+    # RMSNorm multiplies by its weight in float32 and rounds once (flash-attn's fused RMSNorm, which SDAR's
+    # code calls); otherwise it rounds the normalised input to the model dtype first (HF Llama/Qwen)
+    norm_weight_fp32: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -73,14 +77,17 @@ class _CallPlan:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, weight_fp32: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        self.weight_fp32 = weight_fp32
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight_fp32:
+            return (self.weight.float() * xf).to(x.dtype)
         return self.weight * xf.to(x.dtype)
 
 
@@ -108,15 +115,16 @@ class Block(nn.Module):
         super().__init__()
         self.a = a
         hd = a.head_dim
-        self.attn_norm = RMSNorm(a.dim, a.norm_eps)
+        fp32 = a.norm_weight_fp32
+        self.attn_norm = RMSNorm(a.dim, a.norm_eps, fp32)
         if a.qk_norm:
-            self.q_norm = RMSNorm(hd, a.norm_eps)
-            self.k_norm = RMSNorm(hd, a.norm_eps)
+            self.q_norm = RMSNorm(hd, a.norm_eps, fp32)
+            self.k_norm = RMSNorm(hd, a.norm_eps, fp32)
         self.wq = nn.Linear(a.dim, a.n_heads * hd, bias=a.qkv_bias)
         self.wk = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wv = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wo = nn.Linear(a.n_heads * hd, a.dim, bias=False)
-        self.ffn_norm = RMSNorm(a.dim, a.norm_eps)
+        self.ffn_norm = RMSNorm(a.dim, a.norm_eps, fp32)
         self.w_gate = nn.Linear(a.dim, a.ffn_dim, bias=False)
         self.w_up = nn.Linear(a.dim, a.ffn_dim, bias=False)
         self.w_down = nn.Linear(a.ffn_dim, a.dim, bias=False)
@@ -165,7 +173,7 @@ class DiffusionLM(nn.Module):
         self.args = args
         self.embed = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layers))
-        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.norm = RMSNorm(args.dim, args.norm_eps, args.norm_weight_fp32)
         self.head = nn.Linear(args.dim, args.vocab_size, bias=False)
 
     @property
@@ -191,12 +199,18 @@ class DiffusionLM(nn.Module):
         """Final-norm hidden states of the canvas rows ``rows`` [B, n, dim] (all rows by default).
 
         ``input_ids`` is always the whole canvas [B, L]; ``attention_mask`` (bool/int [B, L], 1 = real
-        token) sets padding and RoPE positions. With ``rows`` the other rows' keys/values come from
+        token) sets padding and RoPE positions; a bool [B or 1, 1, L, L] is a full mask (True = may
+        attend) for training objectives, with ``positions`` given. With ``rows`` the other rows' keys/values come from
         ``cache`` (filled by an earlier forward); keys cover canvas rows [0, key_len) (all by default).
         ``block`` makes the attention block-causal with that block size.
         """
         B, L = input_ids.shape
         key_valid = None
+        if attention_mask is not None and attention_mask.dim() == 4:
+            # a training objective's own mask over its own sequence layout (SDAR's [noisy; clean] copy)
+            if positions is None or rows is not None or cache is not None or block is not None:
+                raise ValueError("a full attention mask [B, 1, L, L] needs explicit positions and no rows/cache/block")
+            attention_mask = attention_mask.bool()
         if attention_mask is not None:
             key_valid = attention_mask.bool()
             if bool(key_valid.all()):
