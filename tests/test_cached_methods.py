@@ -171,3 +171,44 @@ def test_small_budget_changes_attention_but_still_generates():
     assert 0 < rep["kv_density"] < 1 and rep["kv_density"] < rep["kv_density_with_dense"] <= 1
     assert set(rep["kv_density_per_layer"]) == {"0", "1"}
     assert not (out.generated == model.args.mask_token_id).any()
+
+
+def _tiny_sdar():
+    from sparsed.models.loading import random_model
+    from sparsed.models.sdar import args_from_config
+
+    args = args_from_config({"model_type": "sdar", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                             "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128, "vocab_size": 300,
+                             "mask_token_id": 299})
+    model = random_model(args, device="cpu", dtype="fp32", seed=5)
+    with torch.no_grad():  # sharper logits than N(0, 0.02): decisions are not near-ties
+        model.head.weight.mul_(20)
+    return model
+
+
+@pytest.mark.parametrize(("name", "settings"), [("losa", {"active_fraction": 1.0, "budget": 100000}),
+                                                 ("quest", {"budget": 100000}),
+                                                 ("sparsed_cache", {"select": 1.0, "block_size": 4})])
+def test_cached_methods_on_block_diffusion_with_full_budget_equal_dense(name, settings):
+    """On SDAR's exact prefix cache the static keys are the finished blocks; everything selected is dense."""
+    from sparsed.sampling.sdar import generate as sdar_generate
+
+    model = _tiny_sdar()
+    p = torch.randint(0, 290, (1, 45), generator=torch.Generator().manual_seed(6))
+    kw = dict(steps=16, gen_length=16, block_length=4)
+    dense = sdar_generate(model, p, cache=build_cache("block_prefix"), attention=build_method("dense"), **kw)
+    m = build_method(name, settings, model.args.facts)
+    sparse = sdar_generate(model, p, cache=build_cache("block_prefix"), attention=m, **kw)
+    assert torch.equal(dense.sequences, sparse.sequences)
+    assert m.report()["kv_density"] == 1.0
+
+
+def test_losa_on_block_diffusion_loads_a_fraction_of_the_finished_blocks():
+    from sparsed.sampling.sdar import generate as sdar_generate
+
+    model = _tiny_sdar()
+    p = torch.randint(0, 290, (1, 120), generator=torch.Generator().manual_seed(7))
+    m = build_method("losa", {"budget": 16, "active": 1}, model.args.facts)
+    out = sdar_generate(model, p, steps=16, gen_length=16, block_length=4, cache=build_cache("block_prefix"), attention=m)
+    assert 0 < m.report()["kv_density"] < 0.5
+    assert not (out.generated == 299).any()
