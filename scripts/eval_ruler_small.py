@@ -74,7 +74,8 @@ class Row:
         if self.quarter_window:
             settings["ws"] = length // 4
         method = None if self.attention is None else build_method(self.attention, settings, facts=facts)
-        cache = None if self.cache is None else build_cache(self.cache, self.cache_settings, facts)
+        name = PREFIX_CACHE[0] if self.cache == "prefix" else self.cache
+        cache = None if name is None else build_cache(name, self.cache_settings, facts)
         return method, cache
 
 
@@ -101,6 +102,7 @@ def _rows() -> dict[str, Row]:
 
 ROWS = _rows()
 SPARSE_KERNEL: list[str | None] = [None]  # --sparsed-kernel
+PREFIX_CACHE: list[str] = ["prefix"]  # --prefix-cache: the rows' prefix cache (block diffusion: block_prefix)
 TABLES = {
     "card": ["dense", "sparsed", "sliding_window"],
     "cache": ["dense", "sparsed", "prefix", "prefix+thr0.9", "dual", "dual+thr0.9", "dkv_decode", "dkv_greedy"],
@@ -167,6 +169,8 @@ def main() -> None:
                     "block diffusion models: their block, e.g. 4)")
     ap.add_argument("--sparsed-kernel", default=None, help="SparseD's sparse kernel (default: the method's; on a GPU "
                     "with varied prompt lengths sdpa_mask avoids a FlexAttention compile per canvas shape)")
+    ap.add_argument("--prefix-cache", default="prefix", help="the cache of the rows that use a prefix cache "
+                    "(block diffusion models: block_prefix, their exact one)")
     ap.add_argument("--resume", action="store_true", help="keep the cells already in --out")
     ap.add_argument("--deadline-s", type=float, default=None, help="start no new cell after this many seconds")
     ap.add_argument("--markdown", default=None, help="also write the table as markdown here")
@@ -174,6 +178,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = args.rows if args.rows is not None else (TABLES[args.table] if args.table else TABLES["card"])
     SPARSE_KERNEL[0] = args.sparsed_kernel
+    PREFIX_CACHE[0] = args.prefix_cache
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         sys.exit(f"error: unknown rows {unknown}; known: {', '.join(ROWS)}")

@@ -275,6 +275,22 @@ def test_init_from_the_shipped_model(tmp_path: Path) -> None:
         Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm"))  # tiny preset
 
 
+def test_a_block_diffusion_run_warm_starts_from_the_shipped_bidirectional_model(tmp_path: Path) -> None:
+    """Issue 14's start: the shipped LLaDA-layout weights into the SDAR architecture (q/k norms fresh)."""
+    cfg = train_cfg(tmp_path / "bd", preset="small", init_from="sparsed/assets/small-dlm", objective="block")
+    trainer = Trainer(cfg)
+    shipped = load_model("sparsed/assets/small-dlm", device="cpu", dtype="fp32").state_dict()
+    ours = trainer.model.state_dict()
+    assert trainer.args.arch == "sdar"
+    for name, t in shipped.items():
+        assert torch.equal(ours[name], t), name
+    fresh = [n for n in ours if n not in shipped]
+    assert fresh and all(n.endswith(("q_norm.weight", "k_norm.weight")) for n in fresh)
+    assert all(bool((ours[n] == 1).all()) for n in fresh)
+    with pytest.raises(ValueError, match="does not fit this run's model"):
+        Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm", objective="block"))  # tiny preset
+
+
 def test_stitched_stages_count_from_the_first_start(tmp_path: Path) -> None:
     from sparsed.training.plot import main as plot_main
     from sparsed.training.plot import stitch

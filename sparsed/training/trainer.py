@@ -225,9 +225,25 @@ class Trainer:
         from sparsed.models.loading import load_model
 
         start = load_model(path, device="cpu", dtype="fp32")
+        if start.args.arch != self.args.arch:
+            self._warm_start(path, start)
+            return
         if dataclasses.replace(start.args, max_length=self.args.max_length) != self.args:  # the context may grow
             raise ValueError(f"--init-from {path}: its architecture {start.args} differs from this run's {self.args}")
         self.model.load_state_dict(start.state_dict())
+
+    def _warm_start(self, path: str, start: DiffusionLM) -> None:
+        """Another family's weights (the bidirectional small model into a block-diffusion one): every tensor
+        the two share by name must match in shape; the rest (q/k norms) keep their fresh values (gains of 1,
+        so the normalised q/k start as the source's directions)."""
+        ours, theirs = self.model.state_dict(), start.state_dict()
+        for name, t in theirs.items():
+            if name not in ours or ours[name].shape != t.shape:
+                raise ValueError(f"--init-from {path}: {name} {tuple(t.shape)} does not fit this run's model "
+                                 f"({tuple(ours[name].shape) if name in ours else 'absent'}); use the same size preset")
+        missing = self.model.load_state_dict(theirs, strict=False).missing_keys
+        log.info("warm start from %s (%s -> %s): %d tensors copied, %d fresh: %s", path, start.args.arch,
+                 self.args.arch, len(theirs), len(missing), ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
 
     @property
     def n_params(self) -> int:
