@@ -12,9 +12,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsed.build import check_checkpoint, check_runtime, load_run_tokenizer, prepare
-from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length, validate
+from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length
 from sparsed.eval.ruler_metrics import string_match_all
-from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
+from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_exclusive
 from sparsed.sampling.common import GenerationOutput
 from sparsed.sampling.dispatch import sample, warmup_steps
 
@@ -28,7 +28,9 @@ def answer_score(text: str, answers: list[str]) -> float:
 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
-    choices = validate(cfg)  # every value checked before anything heavy
+    from sparsed.launch.checks import check_settings
+
+    choices = check_settings(cfg)  # every value checked before anything heavy
     if cfg.task.name in EVAL_TASKS:
         from sparsed.eval.runner import run_eval
 
@@ -72,6 +74,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     gen_ids = out.generated[0].tolist()
     answer = tokenizer.decode(gen_ids, skip_special_tokens=True).strip()
     result = {
+        "status": "ok",
         "config": OmegaConf.to_container(cfg, resolve=True),
         "prompt": {"name": p.name, "kind": p.kind, "tokens": int(ids.shape[1]), "canvas_tokens": canvas,
                    "gold": list(prompt.answers), "question_tail": prompt.text[-300:]},
@@ -89,7 +92,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "device": device_info(device),
         "model_init": cfg.model.init,
     }
-    path = write_json_atomic(out_dir / "result.json", result)
+    path = write_json_exclusive(out_dir / "result.json", result)
     result["result_path"] = str(path)
     return result
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from sparsed.config import RunChoices, check_method_schedule
 from sparsed.config_errors import ConfigError
 from sparsed.eval.settings import RULER_TASKS, EvalSettings, parse_settings, task_gen
-from sparsed.results import device_info, versions, write_json_atomic
+from sparsed.results import device_info, versions, write_json_exclusive
 
 log = logging.getLogger("sparsed")
 
@@ -56,6 +56,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
     from sparsed.eval.paper import paper_deviations
 
     result: dict[str, Any] = {
+        "status": "ok",
         "task": s.name,
         "scores": scores,
         "average": average,
@@ -76,12 +77,12 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
     }
     path = out_dir / "result.json"
     result["summary"] = eval_summary_lines(result, str(path))
-    write_json_atomic(path, result)
-    result["result_path"] = str(path)
+    result["result_path"] = str(write_json_exclusive(path, result))
     return result
 
 
-def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+def check_eval_settings(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+    """Every benchmark setting against the method, cache and sampler: config only, nothing read from disk."""
     from sparsed.cache.registry import CACHES
     from sparsed.config import check_combination
 
@@ -100,6 +101,12 @@ def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
     check_combination(choices.attention, choices.cache, cfg.model.arch, gen)
     if no_kv:
         check_method_schedule(choices.attention, gen.steps, f"task={s.name}")
+
+
+def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+    check_eval_settings(cfg, s, choices)
+    if s.name == "ruler":
+        return
     from sparsed.eval.benchdata import BenchmarkDataUnavailable
     from sparsed.eval.lm_eval_tasks import preflight
 
