@@ -7,7 +7,8 @@
 * A job killed at any moment leaves no ``result.json`` (results are written to a temporary file and
   linked into place); a relaunch runs it again, and an evaluation resumes from its request cache.
 * An unreadable ``result.json`` (not written by this code, e.g. a copy cut short) is moved aside as
-  ``result.corrupt-N.json`` and the job runs again.
+  ``result.corrupt-N.json``, and one made by other settings (a preset edited since) as
+  ``result.stale-N.json``; the job runs again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from sparsed.results import versions, write_json_exclusive
 log = logging.getLogger("sparsed")
 RESULT = "result.json"
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+# settings that do not change a result: they may differ between the launch that wrote it and a relaunch
+# (the same keys are left out of job folder names, configs/config.yaml)
+VOLATILE = ("model.path", "model.tokenizer", "task.data_dir", "task.qa_dir", "task.essay_path", "task.cache_dir",
+            "task.data_cache_dir", "run.progress", "run.wandb", "run.wandb_project")
 _exit = {"code": 0}
 
 
@@ -48,6 +53,23 @@ def result_state(path: Path) -> str:
         return "corrupt"
     status = data.get("status", OK)  # results written before the status field existed are complete
     return status if status in (OK, FAILED) else "corrupt"
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config without its VOLATILE keys."""
+    out = json.loads(json.dumps(config, default=str))
+    for key in VOLATILE:
+        node, _, leaf = key.rpartition(".")
+        parent = out.get(node) if isinstance(out, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(leaf, None)
+    return out
+
+
+def same_config(path: Path, cfg: DictConfig) -> bool:
+    """Whether the result at ``path`` was made by this config (a preset edited since would differ)."""
+    stored = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    return comparable(stored) == comparable(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
 def set_aside(path: Path, state: str) -> Path:
@@ -85,10 +107,12 @@ def run_job(cfg: DictConfig, out_dir: str | Path, *, multirun: bool, overrides: 
     out_dir = Path(out_dir)
     path = out_dir / RESULT
     state = result_state(path)
+    if state == OK and not same_config(path, cfg):
+        state = "stale"  # same folder, other settings: kept aside, never taken for this config's result
     if state == OK:
         print(f"skipped    {path}: complete from an earlier launch (move it away to run the job again)")
         return outcome(SKIPPED, out_dir)
-    if state in (FAILED, "corrupt") and rank == 0:
+    if state in (FAILED, "corrupt", "stale") and rank == 0:
         kept = set_aside(path, state)
         log.warning("%s result of an earlier launch kept as %s; running the job again", state, kept.name)
     started = time.time()
