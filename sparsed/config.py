@@ -244,6 +244,12 @@ def validate(cfg: DictConfig) -> RunChoices:
         if cfg.task.name == "latency":
             _check_int("task.repeats", cfg.task.get("repeats", 1), 1)
     _check_int("model.max_length", m.max_length, 1, nullable=True)
+    _check_int("prompt.length", p.length, 1, nullable=True)
+    if p.kind == "short" and p.length is not None and cfg.task.name in GENERATION_TASKS:
+        raise ConfigError(f"prompt.length={p.length} is not used by prompt.kind=short; choose a long prompt "
+                          "(prompt=1k ... 64k) or leave prompt.length=null")
+    if g.alg_temp is not None and g.alg_temp < 0:
+        raise ConfigError(f"gen.alg_temp={g.alg_temp} must be >= 0 or null")
     for key in ("model.seed", "gen.seed", "prompt.seed"):
         _check_int(key, OmegaConf.select(cfg, key), 0)
     if m.init == "pretrained" and not m.path:

@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,17 @@ class SparsedLM(LM):
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None) -> SparsedLM:
         # lm-eval's CLI always passes batch_size/device: values given in --model_args win over its defaults
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
-        return cls(**arg_dict, **extra)
+        from sparsed.launch.errors import one_line
+
+        try:
+            return cls(**arg_dict, **extra)
+        except Exception as exc:
+            line = one_line(exc)
+            if line is None:
+                raise
+            # lm-eval's CLI would print a traceback around a bad setting; one line, exit code 2, as run.py
+            print(f"error: {line}", file=sys.stderr)
+            raise SystemExit(2) from exc
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict[str, Any] | None = None) -> SparsedLM:

@@ -33,6 +33,12 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
     s = parse_settings(cfg)
     _preflight(cfg, s, choices)  # every check and data load before the model
     check_runtime(cfg, choices)
+    from sparsed.build import check_checkpoint
+    from sparsed.memory import check_memory
+
+    check_checkpoint(cfg)
+    # RULER's canvas is the prompt length; a few-shot prompt of the other benchmarks is a few thousand tokens
+    check_memory(cfg, int(cfg.prompt.length) if s.name == "ruler" else 2048 + int(s.gen_length or 0), s.batch_size)
     t0 = time.perf_counter()
     built = prepare(cfg, choices)
     tokenizer, model, method, kv = built.tokenizer, built.model, built.method, built.cache
