@@ -28,6 +28,7 @@ log = logging.getLogger("sparsed")
 
 def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[str, Any]:
     from sparsed.build import check_runtime, prepare
+    from sparsed.eval import distributed
 
     out_dir = Path(out_dir)
     s = parse_settings(cfg)
@@ -49,11 +50,15 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
         from sparsed.eval.ruler_eval import run_ruler
 
         out = run_ruler(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
+        if distributed.rank() != 0:
+            return {"status": "ok", "rank": distributed.rank(), "summary": []}
         scores, details, not_run, stats = out["scores"], out["details"], out["not_run"], out["stats"]
     else:
         from sparsed.eval.lm_eval_tasks import run_lm_eval_task
 
         detail = run_lm_eval_task(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
+        if detail is None:
+            return {"status": "ok", "rank": distributed.rank(), "summary": []}  # rank 0 writes the result
         stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "cached_forwards", "attention")}
         scores, details, not_run = {s.name: detail["score"]}, {s.name: detail}, {}
     eval_s = time.perf_counter() - t1
@@ -75,6 +80,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
                    "sequences": stats["sequences"], "nfe": stats["nfe"], "cached_forwards": stats["cached_forwards"]},
         "settings": dataclasses.asdict(s),
         "cache": None if cache_db is None else str(cache_db) + "_rank0.db",
+        "world_size": distributed.world_size(),
         "warnings": paper_deviations(s.name, cfg.prompt.length, choices.attention),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),

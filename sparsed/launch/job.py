@@ -151,5 +151,18 @@ def run_hydra_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from sparsed.eval import distributed
+
     hc = HydraConfig.get()
-    return run_job(cfg, hc.runtime.output_dir, multirun=hc.mode == RunMode.MULTIRUN, overrides=list(hc.overrides.task))
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        rank, _ = distributed.init_from_env(cfg)  # torchrun: one process per device, one task between them
+    except Exception as exc:
+        line = one_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        _exit["code"] = 2
+        return outcome(FAILED, Path(hc.runtime.output_dir), line)
+    out_dir = distributed.broadcast(hc.runtime.output_dir)  # every rank works in rank 0's folder
+    return run_job(cfg, out_dir, multirun=multirun, overrides=list(hc.overrides.task), rank=rank)
