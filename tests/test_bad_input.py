@@ -215,3 +215,24 @@ def test_without_the_essays_a_run_falls_back_to_noise_with_a_warning(tmp_path, m
         haystack.load_essays.cache_clear()
     assert result["haystack"] == "noise"
     assert any("essays are not installed" in w for w in result["warnings"])
+
+
+def test_the_offline_hub_error_is_whole_sentences(monkeypatch):
+    import huggingface_hub
+
+    from sparsed.config_errors import ConfigError
+    from sparsed.models.loading import resolve_checkpoint
+
+    text = ("Cannot find an appropriate cached snapshot folder for the specified revision on the local disk and outgoing "
+            "traffic has been disabled. To enable repo look-ups and downloads online, set 'HF_HUB_OFFLINE=0' as "
+            "environment variable.")
+
+    def offline(**kwargs):  # noqa: ANN003, ANN202
+        raise huggingface_hub.errors.LocalEntryNotFoundError(text)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ConfigError) as err:
+        resolve_checkpoint("GSAI-ML/LLaDA-1.5")
+    msg = str(err.value)
+    assert "\n" not in msg and "outgoing traffic has been disabled." in msg and "model.path=/path/to/checkpoint" in msg
+    assert "traffic has been disabled. To enable" not in msg or "environment variable." in msg  # no sentence cut short
