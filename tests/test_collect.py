@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("collect", ROOT / "experiments" / "collect.py")
+spec = importlib.util.spec_from_file_location("collect", ROOT / "experiments" / "collect.py")  # the command line
 collect = importlib.util.module_from_spec(spec)
 sys.modules["collect"] = collect  # its dataclasses look their module up
 spec.loader.exec_module(collect)
@@ -83,3 +83,15 @@ def test_table2_and_figure_data(tmp_path):
 def test_nothing_to_collect_is_one_line(tmp_path, capsys):
     assert collect.main([str(tmp_path)]) == 2
     assert capsys.readouterr().out.startswith("error: no result.json under")
+
+
+def test_the_experiments_callback_builds_the_tables_when_a_sweep_ends(tmp_path):
+    from omegaconf import OmegaConf
+
+    from sparsed.launch.callbacks import Tables
+
+    sweep = tmp_path / "table2"
+    job(sweep, "dense", "RULER-4k", 90.0)
+    job(sweep, "sparsed", "RULER-4k", 91.0)
+    Tables(["table2"]).on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert "| + SparseD | 91.00 [+1.00] (90.89) | missing (1695.00) |" in (sweep / "tables" / "table2.md").read_text()
