@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sparsed.launch.errors import one_line
+from sparsed.config_errors import ConfigError
 from sparsed.results import versions, write_json_exclusive
 
 log = logging.getLogger("sparsed")
@@ -81,8 +81,17 @@ def set_aside(path: Path, state: str) -> Path:
     return target
 
 
+def bad_setting(exc: BaseException) -> str | None:
+    """The one-line message of a bad setting; None for anything else (a bug keeps its traceback).
+
+    Inside a job only ConfigError counts: Hydra's composition errors happen before a job starts, and an
+    OmegaConf error raised by the code itself is a bug, not the user's input.
+    """
+    return str(exc) if isinstance(exc, ConfigError) else None
+
+
 def failure_record(cfg: DictConfig, exc: BaseException, started: float) -> dict[str, Any]:
-    line = one_line(exc)
+    line = bad_setting(exc)
     return {
         "status": FAILED,
         "error": {"type": type(exc).__name__, "message": line or str(exc), "bad_setting": line is not None,
@@ -124,7 +133,7 @@ def run_job(cfg: DictConfig, out_dir: str | Path, *, multirun: bool, overrides: 
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; single runs re-raise it below
         if rank == 0:
             write_json_exclusive(path, failure_record(cfg, exc, started))
-        line = one_line(exc)
+        line = bad_setting(exc)
         if not multirun:
             if line is None:
                 raise  # a bug: its traceback
@@ -157,12 +166,9 @@ def run_hydra_job(cfg: DictConfig) -> dict[str, Any]:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         rank, _ = distributed.init_from_env(cfg)  # torchrun: one process per device, one task between them
-    except Exception as exc:
-        line = one_line(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         _exit["code"] = 2
-        return outcome(FAILED, Path(hc.runtime.output_dir), line)
+        return outcome(FAILED, Path(hc.runtime.output_dir), str(exc))
     out_dir = distributed.broadcast(hc.runtime.output_dir)  # every rank works in rank 0's folder
     return run_job(cfg, out_dir, multirun=multirun, overrides=list(hc.overrides.task), rank=rank)
