@@ -33,7 +33,7 @@ PROMPT_KINDS = ("short", "niah")
 GENERATION_TASKS = ("generate", "latency")
 EVAL_TASKS = ("ruler", "gsm8k", "humaneval", "mmlu")
 TASKS = GENERATION_TASKS + EVAL_TASKS
-GENERATION_TASK_KEYS = {"generate": ("name",), "latency": ("name", "repeats")}
+GENERATION_TASK_KEYS = {"generate": ("name",), "latency": ("name", "repeats", "profile")}
 
 
 @dataclass
@@ -252,6 +252,8 @@ def validate(cfg: DictConfig) -> RunChoices:
                 raise ConfigError(f"task.{key} is not a setting of task={cfg.task.name}; its settings: {', '.join(allowed)}")
         if cfg.task.name == "latency":
             _check_int("task.repeats", cfg.task.get("repeats", 1), 1)
+            if not isinstance(cfg.task.get("profile", True), bool):
+                raise ConfigError(f"task.profile={cfg.task.profile!r} must be true or false")
     _check_int("model.max_length", m.max_length, 1, nullable=True)
     _check_int("prompt.length", p.length, 1, nullable=True)
     if p.kind == "short" and p.length is not None and cfg.task.name in GENERATION_TASKS:

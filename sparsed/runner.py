@@ -67,6 +67,10 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     built = prepare(cfg, choices)
     load_s = time.perf_counter() - t0
     model, method, cache = built.model, built.method, built.cache
+    if cfg.task.name == "latency" and cfg.task.get("profile", True):
+        from sparsed.attention.timing import TimedAttention
+
+        method = TimedAttention(method)
     device = model.device
     log.info("model %s (%s, %s) on %s; prompt %d tokens; attention %s; cache %s",
              cfg.model.name, model.args.arch, model.dtype, device, ids.shape[1], choices.attention.name,
@@ -93,7 +97,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "answer": answer,
         "answer_token_ids": gen_ids,
         "score": answer_score(answer, list(prompt.answers)),
-        "latency": latency_record(out, totals, choices, cfg.gen.gen_length, warm_s, load_s),
+        "latency": latency_record(out, totals, choices, cfg.gen.gen_length, warm_s, load_s) | profile_record(
+            out, choices, method.report()),
         "nfe": out.nfe,
         "steps": step_record(out, choices),
         "memory": peak_memory(device) | {"kv_cache_gib": round(out.cache_bytes / 2**30, 6)},
@@ -138,6 +143,26 @@ def latency_record(out: GenerationOutput, totals: list[float], choices: RunChoic
         "warmup_s": None if warm_s is None else round(warm_s, 3),
         "model_load_s": round(load_s, 3),
     }
+
+
+def profile_record(out: GenerationOutput, choices: RunChoices, report: dict[str, Any]) -> dict[str, Any]:
+    """Where the time went (latency task with task.profile): attention vs the rest, per phase of the schedule."""
+    attn = report.get("attention_s_per_step")
+    if not attn or len(attn) != len(out.step_times):
+        return {}
+    kinds = step_kinds(out, choices)
+    other = [round(t - a, 6) for t, a in zip(out.step_times, attn, strict=True)]
+    pattern = report.get("timings_s", {}).get("pattern_build_s")
+    phases = {}
+    for kind in ("dense", "sparse"):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        if idx:
+            phases[kind] = {"steps": len(idx), "total_s": round(sum(out.step_times[i] for i in idx), 6),
+                            "attention_s": round(sum(attn[i] for i in idx), 6)}
+    total = sum(out.step_times)
+    return {"attention_s_per_step": attn, "other_s_per_step": other,
+            "attention_share": round(sum(attn) / total, 4) if total else None,
+            "pattern_build_s": None if pattern is None else round(pattern, 6), "phases": phases}
 
 
 def step_record(out: GenerationOutput, choices: RunChoices) -> dict[str, Any]:
