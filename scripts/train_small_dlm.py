@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--objective", choices=OBJECTIVES, default="masked",
                     help="masked: LLaDA architecture and SFT loss; block: SDAR architecture (q/k norm, block-causal) "
                          "and SDAR's block-diffusion objective, exported in the SDAR layout (model=sdar)")
-    ap.add_argument("--block-size", type=int, default=4, help="block of --objective block (SDAR trains with 4)")
+    ap.add_argument("--block-size", default="4", help="block of --objective block (SDAR trains with 4); "
+                    "a comma list (e.g. 4,16) trains step s with the (s mod n)-th, the first is the exported one")
     ap.add_argument("--kv-heads", type=int, help="key/value heads (GQA; default: --heads)")
     ap.add_argument("--pretrain-frac", type=float, default=0.5,
                     help="share of rows trained with LLaDA's pretraining objective (whole sequence masked) "
@@ -107,6 +108,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     preset, lengths, gens, tokens = a.preset, a.lengths, a.gen_lengths, a.tokens_per_batch
+    try:
+        blocks = [int(b) for b in str(a.block_size).split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --block-size={a.block_size!r}: a positive integer or a comma list such as 4,16")
     if a.tiny:
         preset = "tiny"
         lengths = tuple(x for x in lengths if x <= 512) or (256,)
@@ -122,7 +127,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         out=a.out, steps=a.steps, lr=a.lr, min_lr_ratio=a.min_lr_ratio, warmup_steps=min(a.warmup, a.steps),
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, pretrain_frac=a.pretrain_frac,
-        objective=a.objective, block_size=a.block_size,
+        objective=a.objective, block_size=blocks[0], block_sizes=tuple(blocks) if len(blocks) > 1 else (),
         seed=a.seed, preset=preset, model=overrides,
         tokenizer=a.tokenizer, data=data, device=a.device, compile=a.compile, workers=a.workers,
         max_minutes=a.max_minutes, stop_after=a.stop_after,

@@ -379,3 +379,22 @@ def test_block_objective_trains_and_exports_the_sdar_layout(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["config"]["model"]["arch"] == "sdar" and result["nfe"] > 0 and result["answer_token_ids"]
+
+
+def test_mixed_block_sizes_round_robin_by_step_and_cli_list() -> None:
+    """--block-size 4,16 trains step s with block (4, 16)[s % 2]; the first is the one the export states."""
+    import importlib.util
+
+    from sparsed.training.trainer import TrainConfig, block_at
+
+    cfg = TrainConfig(out="x", block_size=4, block_sizes=(4, 16))
+    assert [block_at(cfg, s) for s in range(4)] == [4, 16, 4, 16]
+    assert block_at(TrainConfig(out="x", block_size=8), 3) == 8
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_small_dlm.py"
+    spec = importlib.util.spec_from_file_location("train_small_dlm", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    parsed = cli.config_from_args(cli.parse_args(["--out", "x", "--objective", "block", "--block-size", "4,16"]))
+    assert parsed.block_size == 4 and parsed.block_sizes == (4, 16)
+    with pytest.raises(SystemExit, match="--block-size"):
+        cli.config_from_args(cli.parse_args(["--out", "x", "--block-size", "4,x"]))

@@ -69,6 +69,9 @@ class TrainConfig:
     pretrain_frac: float = 0.5  # rows trained with LLaDA's pretraining objective (prompt masked too)
     objective: str = "masked"  # masked (LLaDA architecture and SFT loss) | block (SDAR architecture and objective)
     block_size: int = 4  # block of the block-diffusion objective (SDAR's training block_size)
+    # More blocks: step s trains with block_sizes[s % n], so one model serves several inference blocks
+    # (LoSA runs its models at 16, SDAR ships 4). Empty: block_size only.
+    block_sizes: tuple[int, ...] = ()
     seed: int = 0
     preset: str = "small"
     model: dict[str, int] = field(default_factory=dict)  # overrides of the preset (dim, n_layers, ...)
@@ -88,13 +91,19 @@ class TrainConfig:
     progress: bool = True
 
 
+def block_at(cfg: TrainConfig, step: int) -> int:
+    """The block-diffusion block of training step ``step`` (round-robin over ``block_sizes``; a function of
+    the step only, so a resumed run trains the same blocks)."""
+    return cfg.block_sizes[step % len(cfg.block_sizes)] if cfg.block_sizes else cfg.block_size
+
+
 def model_args(cfg: TrainConfig, tokenizer: Any) -> ModelArgs:  # noqa: ANN401
     if cfg.preset not in PRESETS:
         raise ValueError(f"preset={cfg.preset!r}; choose one of {sorted(PRESETS)}")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective={cfg.objective!r}; choose one of {OBJECTIVES}")
-    if cfg.block_size < 1:
-        raise ValueError(f"block_size={cfg.block_size} must be >= 1")
+    if cfg.block_size < 1 or any(b < 1 for b in cfg.block_sizes):
+        raise ValueError(f"block_size={cfg.block_size}, block_sizes={cfg.block_sizes}: every block must be >= 1")
     size = PRESETS[cfg.preset] | cfg.model
     mask = tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
     if mask is None or mask == tokenizer.unk_token_id:
@@ -277,6 +286,8 @@ class Trainer:
                               "objective": self.cfg.objective}}
         if self.cfg.objective == "block":
             extra["block_size"] = self.cfg.block_size  # as SDAR's config.json states its training block
+            if self.cfg.block_sizes:
+                extra["training"]["block_sizes"] = list(self.cfg.block_sizes)
         return ckpt.export_inference(self.model, self.out, self.tok_dir, extra)
 
     def _run_time(self) -> float:
@@ -299,7 +310,7 @@ class Trainer:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if cfg.objective == "block":
-                out = block_diffusion_loss(self.model, ids, noised, cfg.block_size, self.hidden_fn)
+                out = block_diffusion_loss(self.model, ids, noised, block_at(cfg, batch.step), self.hidden_fn)
             else:
                 out = sft_loss(self.model, ids, noised, self.hidden_fn)
         self.opt.zero_grad(set_to_none=True)
