@@ -111,7 +111,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     try:
         blocks = [int(b) for b in str(a.block_size).split(",")]
     except ValueError:
-        raise SystemExit(f"error: --block-size={a.block_size!r}: a positive integer or a comma list such as 4,16")
+        raise SystemExit(f"error: --block-size={a.block_size!r}: a positive integer or a comma list such as 4,16") from None
     if a.tiny:
         preset = "tiny"
         lengths = tuple(x for x in lengths if x <= 512) or (256,)
