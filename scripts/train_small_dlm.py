@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    ap.add_argument("--init-layers", default=None, help="with --init-from and fewer --layers: the source layer of "
+                    "each layer, e.g. 0,1,3,4,6,7 (default: evenly spaced, first and last kept)")
     ap.add_argument("--init-from", default=None,
                     help="start from the weights of a LLaDA-layout checkpoint (e.g. sparsed/assets/small-dlm)")
     ap.add_argument("--steps", type=int, default=20_000, help="total optimizer steps (the LR schedule's length)")
@@ -133,6 +135,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         max_minutes=a.max_minutes, stop_after=a.stop_after,
         save_every=a.save_every, export_every=a.export_every, log_every=a.log_every,
         resume=a.resume, progress=not a.no_progress, init_from=a.init_from,
+        init_layers=tuple(int(x) for x in a.init_layers.split(",")) if a.init_layers else (),
     )
 
 

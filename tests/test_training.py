@@ -287,7 +287,7 @@ def test_a_block_diffusion_run_warm_starts_from_the_shipped_bidirectional_model(
     fresh = [n for n in ours if n not in shipped]
     assert fresh and all(n.endswith(("q_norm.weight", "k_norm.weight")) for n in fresh)
     assert all(bool((ours[n] == 1).all()) for n in fresh)
-    with pytest.raises(ValueError, match="does not fit this run's model"):
+    with pytest.raises(ValueError, match="does not fit|cannot map"):
         Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm", objective="block"))  # tiny preset
 
 
@@ -398,3 +398,26 @@ def test_mixed_block_sizes_round_robin_by_step_and_cli_list() -> None:
     assert parsed.block_size == 4 and parsed.block_sizes == (4, 16)
     with pytest.raises(SystemExit, match="--block-size"):
         cli.config_from_args(cli.parse_args(["--out", "x", "--block-size", "4,x"]))
+
+
+def test_warm_start_into_fewer_layers_and_grouped_kv_heads(tmp_path: Path) -> None:
+    """--layers 6 --kv-heads 2 from the 8-layer, 8-kv-head shipped model: layers evenly spaced (ends kept),
+    each K/V head the mean of its group of 4 source heads, everything else copied."""
+    from sparsed.training.warm_start import even_layer_map, pool_kv_heads
+
+    assert even_layer_map(8, 6) == (0, 1, 3, 4, 6, 7) and even_layer_map(8, 8) == tuple(range(8))
+    t = torch.arange(4 * 2 * 3, dtype=torch.float32).reshape(4 * 2, 3)  # 4 heads of dim 2
+    pooled = pool_kv_heads(t, 4, 2)
+    assert torch.equal(pooled[:2], (t[0:2] + t[2:4]) / 2) and torch.equal(pooled[2:], (t[4:6] + t[6:8]) / 2)
+    cfg = train_cfg(tmp_path / "bd6", preset="small", init_from="sparsed/assets/small-dlm", objective="block",
+                    model={"n_layers": 6, "n_kv_heads": 2})
+    ours = Trainer(cfg).model.state_dict()
+    src = load_model("sparsed/assets/small-dlm", device="cpu", dtype="fp32").state_dict()
+    for i, j in enumerate(even_layer_map(8, 6)):
+        assert torch.equal(ours[f"layers.{i}.wq.weight"], src[f"layers.{j}.wq.weight"])
+        assert torch.equal(ours[f"layers.{i}.w_down.weight"], src[f"layers.{j}.w_down.weight"])
+        assert torch.allclose(ours[f"layers.{i}.wk.weight"], pool_kv_heads(src[f"layers.{j}.wk.weight"], 8, 2))
+    assert torch.equal(ours["embed.weight"], src["embed.weight"])
+    picked = Trainer(train_cfg(tmp_path / "bd6b", preset="small", init_from="sparsed/assets/small-dlm",
+                               objective="block", model={"n_layers": 2}, init_layers=(7, 0))).model.state_dict()
+    assert torch.equal(picked["layers.0.wq.weight"], src["layers.7.wq.weight"])

@@ -40,6 +40,7 @@ from sparsed.training import checkpoint as ckpt
 from sparsed.training.block_loss import block_diffusion_loss
 from sparsed.training.data import Batch, DataConfig, StepDataset
 from sparsed.training.loss import mask_answers, sft_loss
+from sparsed.training.warm_start import warm_start_state
 
 log = logging.getLogger("sparsed")
 
@@ -88,6 +89,7 @@ class TrainConfig:
     log_every: int = 10
     resume: bool = False
     init_from: str | None = None  # a LLaDA-layout checkpoint to start from (e.g. the shipped small model)
+    init_layers: tuple[int, ...] = ()  # source layer of each run layer (warm start; empty: evenly spaced)
     progress: bool = True
 
 
@@ -234,7 +236,8 @@ class Trainer:
         from sparsed.models.loading import load_model
 
         start = load_model(path, device="cpu", dtype="fp32")
-        if start.args.arch != self.args.arch:
+        if (start.args.arch, start.args.n_layers, start.args.n_kv_heads) != (
+                self.args.arch, self.args.n_layers, self.args.n_kv_heads) or self.cfg.init_layers:
             self._warm_start(path, start)
             return
         if dataclasses.replace(start.args, max_length=self.args.max_length) != self.args:  # the context may grow
@@ -242,17 +245,16 @@ class Trainer:
         self.model.load_state_dict(start.state_dict())
 
     def _warm_start(self, path: str, start: DiffusionLM) -> None:
-        """Another family's weights (the bidirectional small model into a block-diffusion one): every tensor
-        the two share by name must match in shape; the rest (q/k norms) keep their fresh values (gains of 1,
-        so the normalised q/k start as the source's directions)."""
-        ours, theirs = self.model.state_dict(), start.state_dict()
-        for name, t in theirs.items():
-            if name not in ours or ours[name].shape != t.shape:
-                raise ValueError(f"--init-from {path}: {name} {tuple(t.shape)} does not fit this run's model "
-                                 f"({tuple(ours[name].shape) if name in ours else 'absent'}); use the same size preset")
-        missing = self.model.load_state_dict(theirs, strict=False).missing_keys
-        log.info("warm start from %s (%s -> %s): %d tensors copied, %d fresh: %s", path, start.args.arch,
-                 self.args.arch, len(theirs), len(missing), ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
+        """Another family's or size's weights (see ``warm_start``): layers by ``init_layers`` (default evenly
+        spaced), K/V heads mean-pooled into groups, SDAR's q/k norms fresh."""
+        a, b = start.args, self.args
+        state, fresh = warm_start_state(
+            start.state_dict(), self.model.state_dict(), source_layers=a.n_layers, target_layers=b.n_layers,
+            source_kv_heads=a.n_kv_heads, target_kv_heads=b.n_kv_heads, layer_map=self.cfg.init_layers or None)
+        self.model.load_state_dict(state)
+        log.info("warm start from %s (%s, %d layers, %d kv heads -> %s, %d, %d): %d fresh tensors: %s", path,
+                 a.arch, a.n_layers, a.n_kv_heads, b.arch, b.n_layers, b.n_kv_heads, len(fresh),
+                 ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
 
     @property
     def n_params(self) -> int:
