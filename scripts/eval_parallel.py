@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="merged JSON; the parts go to <out stem>.parts/")
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--merge-only", action="store_true")
+    ap.add_argument("--seed-from", default=None, help="an earlier merged JSON: every worker starts from its cells "
+                    "(they are skipped, as --resume skips them) and only the missing cells run")
     ap.add_argument("eval_args", nargs=argparse.REMAINDER, help="-- then eval_ruler_small.py arguments "
                     "(--rows or --table, --lengths, ...; not --out)")
     a = ap.parse_args()
@@ -86,8 +88,11 @@ def main() -> None:
         parts_dir.mkdir(parents=True, exist_ok=True)
         procs = []
         for i, (L, rs) in enumerate(split_jobs(known.lengths, rows, a.workers)):
+            part = parts_dir / f"part{i:02d}_{L}.json"
+            if a.seed_from and not part.exists():
+                part.write_text(Path(a.seed_from).read_text())
             cmd = [sys.executable, str(HERE / "eval_ruler_small.py"), *passthrough, "--lengths", str(L), "--rows",
-                   *rs, "--resume", "--out", str(parts_dir / f"part{i:02d}_{L}.json")]
+                   *rs, "--resume", "--out", str(part)]
             log = open(parts_dir / f"part{i:02d}_{L}.log", "w")  # noqa: SIM115 - open for the child's lifetime
             procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
             print(f"worker {i}: L={L} rows {' '.join(rs)}", flush=True)
