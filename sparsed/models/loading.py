@@ -1,13 +1,17 @@
 """Find a checkpoint (local folder or hub id), read its config and safetensors, build the model.
 
 No ``trust_remote_code``: the architecture is recognised from ``config.json``'s ``model_type`` and the
-weights are mapped by name onto ``DiffusionLM``.
+weights are mapped by name onto ``DiffusionLM``. Block-wise FP8 checkpoints (``quantization_config``,
+``<name>_scale_inv`` tensors; see ``sparsed.models.fp8``) are dequantized as the files are read, before
+any name mapping, so every family loads them without knowing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ import torch
 from safetensors import safe_open
 
 from sparsed.config_errors import ConfigError
+from sparsed.models.fp8 import DEFAULT_BLOCK, block_size_of, iter_dequantized
 from sparsed.models.registry import FAMILIES, Family
 from sparsed.models.transformer import DiffusionLM, ModelArgs
 
@@ -90,6 +95,7 @@ def architecture_of(cfg: dict[str, Any]) -> str:
 def args_for(ckpt: Path, expect_arch: str | None = None) -> ModelArgs:
     cfg = read_config(ckpt)
     arch = architecture_of(cfg)
+    block_size_of(cfg)  # an unknown quantization_config fails here, before anything loads
     if expect_arch and arch != expect_arch:
         raise ConfigError(
             f"model.arch={expect_arch} but the checkpoint at {ckpt} is a {arch} model (config.json "
@@ -112,6 +118,29 @@ def safetensors_files(ckpt: Path) -> list[Path]:
     return files
 
 
+class SafetensorsState(Mapping[str, torch.Tensor]):
+    """The tensors of open safetensors files by checkpoint name, each read when it is looked up.
+
+    Lets the FP8 dequantization see a weight and its ``_scale_inv`` wherever the shards put them,
+    without holding the checkpoint in memory twice.
+    """
+
+    def __init__(self, handles: list[Any]) -> None:
+        self._where = {name: h for h in handles for name in h.keys()}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._where[name].get_tensor(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
 def load_model(
     path: str, device: str = "auto", dtype: str = "auto", expect_arch: str | None = None
 ) -> DiffusionLM:
@@ -124,13 +153,14 @@ def load_model(
         model = DiffusionLM(args)
     expected = set(model.state_dict())
     state: dict[str, torch.Tensor] = {}
-    for f in safetensors_files(ckpt):
-        with safe_open(str(f), framework="pt", device="cpu") as sf:
-            for name in sf.keys():
-                internal = mapper(name)
-                if internal is None:
-                    continue  # e.g. rotary buffers some exports carry
-                state[internal] = sf.get_tensor(name).to(device=dev, dtype=dt)
+    block = block_size_of(read_config(ckpt)) or DEFAULT_BLOCK
+    with ExitStack() as stack:
+        handles = [stack.enter_context(safe_open(str(f), framework="pt", device="cpu")) for f in safetensors_files(ckpt)]
+        for name, tensor in iter_dequantized(SafetensorsState(handles), block):  # checkpoint names, FP8 undone
+            internal = mapper(name)
+            if internal is None:
+                continue  # e.g. rotary buffers some exports carry
+            state[internal] = tensor.to(device=dev, dtype=dt)
     missing = expected - set(state)
     if missing:
         raise ConfigError(f"model.path={ckpt}: checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")

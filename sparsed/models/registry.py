@@ -47,4 +47,4 @@ def _family_of(module: Any) -> list[Family]:  # noqa: ANN401
 
 
 FAMILIES: LazyRegistry = LazyRegistry("sparsed.models", _family_of,
-                                      skip=("registry", "loading", "transformer", "kv_cache"))
+                                      skip=("registry", "loading", "transformer", "kv_cache", "fp8"))
