@@ -18,8 +18,11 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
+# a configs/demo preset: make demo DEMO=small_bd (the block-diffusion model: dense cached, Quest, LoSA)
+DEMO ?= default
+
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py --demo $(DEMO)
 
 test: $(STAMP)
 	$(PY) -m ruff check .

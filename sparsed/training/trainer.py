@@ -248,9 +248,13 @@ class Trainer:
         """Another family's or size's weights (see ``warm_start``): layers by ``init_layers`` (default evenly
         spaced), K/V heads mean-pooled into groups, SDAR's q/k norms fresh."""
         a, b = start.args, self.args
-        state, fresh = warm_start_state(
-            start.state_dict(), self.model.state_dict(), source_layers=a.n_layers, target_layers=b.n_layers,
-            source_kv_heads=a.n_kv_heads, target_kv_heads=b.n_kv_heads, layer_map=self.cfg.init_layers or None)
+        try:
+            state, fresh = warm_start_state(
+                start.state_dict(), self.model.state_dict(), source_layers=a.n_layers, target_layers=b.n_layers,
+                source_kv_heads=a.n_kv_heads, target_kv_heads=b.n_kv_heads, layer_map=self.cfg.init_layers or None)
+        except ValueError as exc:
+            raise ValueError(f"--init-from {path}: its architecture differs from this run's beyond what a warm "
+                             f"start bridges: {exc}") from None
         self.model.load_state_dict(state)
         log.info("warm start from %s (%s, %d layers, %d kv heads -> %s, %d, %d): %d fresh tensors: %s", path,
                  a.arch, a.n_layers, a.n_kv_heads, b.arch, b.n_layers, b.n_kv_heads, len(fresh),
