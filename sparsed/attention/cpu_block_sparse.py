@@ -163,9 +163,10 @@ def gather_block_sparse_attention(
     for bucket in plan.buckets:
         count = bucket.kv_blocks.shape[1]
         step = max(1, budget_elems // (count * block_size * D))
-        for lo in range(0, bucket.rows.numel(), step):
-            rows = bucket.rows[lo : lo + step]
-            blocks = bucket.kv_blocks[lo : lo + step].reshape(-1)
+        bucket_rows, bucket_blocks = bucket.rows.to(q.device), bucket.kv_blocks.to(q.device)
+        for lo in range(0, bucket_rows.numel(), step):
+            rows = bucket_rows[lo : lo + step]
+            blocks = bucket_blocks[lo : lo + step].reshape(-1)
             n = rows.numel()
             kg = kb.index_select(0, blocks).view(n, 1, count * block_size, D)[:, :, : bucket.n_keys]
             vg = vb.index_select(0, blocks).view(n, 1, count * block_size, -1)[:, :, : bucket.n_keys]
