@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# Elements of gathered K (and as many of V) per SDPA call: 2**22 fp32 = 16 MiB each, which keeps a
+# Elements of gathered K (and as many of V) per SDPA call: 2**19 fp32 = 2 MiB each, which keeps a
 # chunk's gathered blocks close to the cache and bounds memory independently of the sequence length.
-DEFAULT_BUDGET_ELEMS = 1 << 22
+DEFAULT_BUDGET_ELEMS = 1 << 19
 
 
 @dataclass(frozen=True)
