@@ -113,19 +113,25 @@ class QuietGate:
 
 
 def timed_rounds(fns: dict[str, Callable[[], Any]], repeats: int, gate: QuietGate) -> dict[str, dict[str, Any]]:
-    """Median wall time of every contender; each round runs all of them once, rotating the order."""
+    """Median wall time of every contender; each round runs all of them once, rotating the order.
+
+    Also the process CPU time per call (all threads): a guest does not charge time stolen by the host or
+    by other processes to it, so it moves less than wall time on a shared machine.
+    """
     for fn in fns.values():
         fn()  # warm-up: first-call allocations, plan caches, lazy imports
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
         gate.wait()
         for name in names[r % len(names):] + names[: r % len(names)]:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fns[name]()
             times[name].append((time.perf_counter() - t0) * 1e3)
-    return {n: {"ms": statistics.median(t), "ms_min": min(t), "ms_all": [round(x, 2) for x in t]}
-            for n, t in times.items()}
+            cpu[name].append((time.process_time() - c0) * 1e3)
+    return {n: {"ms": statistics.median(t), "ms_min": min(t), "cpu_ms": statistics.median(cpu[n]),
+                "ms_all": [round(x, 2) for x in t]} for n, t in times.items()}
 
 
 # -- inputs -----------------------------------------------------------------------------------------
