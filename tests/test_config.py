@@ -35,10 +35,10 @@ def cfg_with(*overrides: str):
         (["gen.gen_length=100", "gen.block_length=32"], "gen.gen_length=100 is not divisible by gen.block_length=32"),
         (["gen.gen_length=64", "gen.block_length=16", "gen.steps=30"],
          r"gen.steps=30 is not divisible by the number of blocks \(4"),
-        (["attention=dense", "attention.backend=turbo"], "attention.backend='turbo' is not allowed"),
+        (["attention=dense", "dense.backend=turbo"], "dense.backend='turbo' is not allowed"),
         (["attention=dense", "attention.name=magic"], "attention.name='magic' is not a known method; choose one of"),
-        (["attention=sliding_window", "attention.ws=0"], "attention.ws=0 must be a positive number of tokens"),
-        (["model.arch=gpt"], "model.arch='gpt' is not allowed; choose one of: llada, dream"),
+        (["attention=sliding_window", "sliding_window.ws=0"], "sliding_window.ws=0 must be a positive number of tokens"),
+        (["model.arch=gpt"], "model.arch='gpt' is not allowed; choose one of: dream, llada"),
         (["model=llada_small_random", "model.init=pretrained"], "model.path is not set"),
         (["model=dream_small_random", "gen.alg=greedy"], "gen.alg='greedy' is not allowed; choose one of: origin"),
         (["prompt.length=40"], "prompt.length=40 must exceed gen.gen_length"),
@@ -75,6 +75,35 @@ def test_prompt_longer_than_max_length_warns_or_fails():
 
 
 def test_good_configs_validate():
-    for overrides in ([], ["attention=dense"], ["attention=streaming_llm_4k"], ["model=dream_small_random"],
+    for overrides in ([], ["attention=dense"], ["attention=streaming_llm", "paper=4k"], ["model=dream_small_random"],
                       ["model=llada", "model.path=x", "prompt=64k"], ["sparsed.compat=paper", "sparsed.skip=0"]):
         validate(cfg_with(*overrides))
+
+
+def test_a_model_preset_applies_to_the_default_config():
+    """configs/model/small.yaml sets sparsed.block_size=64; config.yaml composes _self_ first so it wins."""
+    assert cfg_with().sparsed.block_size == 64
+    assert cfg_with("paper=4k").sparsed.block_size == 128  # a paper preset overrides the model's
+    assert cfg_with("paper=4k", "sparsed.block_size=32").sparsed.block_size == 32  # the command line wins
+    assert cfg_with("model=llada", "model.path=x").sparsed.block_size == 128  # the method's own default
+
+
+def test_paper_presets_set_every_method_node():
+    from sparsed.eval.paper import expected
+
+    short = cfg_with("paper=short")
+    assert (short.sparsed.block_size, short.sparsed.select, short.sliding_window.ws, short.streaming_llm.ws) == (
+        32, 0.5, 256, 256)
+    assert cfg_with("paper=8k").sliding_window.ws == 4096
+    assert expected("gsm8k", None)["sparsed"]["block_size"] == 32  # the warnings read the same files
+
+
+def test_every_method_and_cache_has_its_own_node():
+    from sparsed.attention import METHODS
+    from sparsed.cache import CACHES
+
+    cfg = cfg_with()
+    for name in METHODS:
+        assert name in cfg, name
+    for name, spec in CACHES.items():
+        assert (name in cfg) == spec.has_settings, name

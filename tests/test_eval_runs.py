@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import sparsed.eval.lm_eval_model as lm_mod
+from sparsed.build import prepare
 from sparsed.config import validate
 from sparsed.config_errors import ConfigError
 from sparsed.eval.lm_eval_model import SparsedLM, compose_config
-from sparsed.runner import prepare, run
+from sparsed.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 GSM8K = Path(os.environ.get("SPARSED_GSM8K_DIR", ROOT.parent / "shared" / "data" / "gsm8k"))
@@ -73,6 +74,30 @@ def test_ruler_end_to_end_all_13_tasks(tmp_path):
     assert result["average"] is not None
     assert any(line.startswith("average") and f"/{13} tasks" in line for line in result["summary"])
     assert (tmp_path / "predictions" / "niah_single_1.jsonl").is_file()
+    for task in result["tasks_run"]:  # every RULER result says how long its prompts were
+        context = result["details"][task]["context"]
+        assert context["fill"] == "official" and context["budget"] == 1024 - 8
+        assert 0 < context["min"] <= context["mean"] <= context["max"] <= context["budget"]
+
+
+def test_ruler_tight_fill_is_a_setting(tmp_path):
+    cfg = cfg_with(*RULER_SMALL, "task.tasks=[niah_single_1]", "task.fill=tight", f"task.data_cache_dir={tmp_path / 's'}")
+    context = check_result(run(cfg, tmp_path), tmp_path)["details"]["niah_single_1"]["context"]
+    assert context["fill"] == "tight" and context["min"] >= context["budget"] - 40
+
+
+def test_ruler_with_a_kv_cache_records_fewer_rows(tmp_path):
+    common = [*RULER_SMALL, "task.tasks=[niah_single_1]", f"task.data_cache_dir={tmp_path / 'samples'}",
+              "attention=dense"]
+    plain = run(cfg_with(*common), tmp_path / "plain")
+    cached = run(cfg_with(*common, "cache=prefix", "gen.threshold=0.9"), tmp_path / "cached")
+    assert cached["config"]["cache"]["name"] == "prefix" and plain["timing"]["cached_forwards"] == 0
+    # one full forward per batch (the refresh of its single block), every other forward cached
+    full = cached["timing"]["nfe"] - cached["timing"]["cached_forwards"]
+    assert cached["timing"]["cached_forwards"] > full >= 1 and full <= cached["timing"]["sequences"]
+    assert set(cached["scores"]) == set(plain["scores"])
+    with pytest.raises(ConfigError, match="does not run on a KV cache"):
+        run(cfg_with(*RULER_SMALL, "cache=prefix"), tmp_path / "bad")  # SparseD (the default) on a cache
 
 
 def test_ruler_table3_lengths_by_default():
@@ -109,6 +134,7 @@ def test_gsm8k_through_lm_eval_and_resume(tmp_path, count_calls):
     result = check_result(run(cfg_with(*over), tmp_path / "a"), tmp_path / "a")
     d = result["details"]["gsm8k"]
     assert d["n"] == 3 and d["num_fewshot"] == 4
+    assert "lm-eval's gsm8k task is 5-shot" in d["num_fewshot_note"]
     assert 0 <= d["strict-match"] <= 100 and 0 <= d["flexible-extract"] <= 100
     assert result["scores"] == {"gsm8k": d["flexible-extract"]}
     samples = [json.loads(line) for line in Path(d["samples_file"]).read_text().splitlines()]
@@ -133,6 +159,11 @@ def test_mmlu_through_lm_eval_on_local_data(tmp_path):
     result = check_result(run(cfg_with(*over), tmp_path), tmp_path)
     d = result["details"]["mmlu"]
     assert d["n"] == 4 and set(d["per_subject"]) == {"anatomy", "virology"}
+    assert d["metric"].startswith("exact_match") and result["scores"] == {"mmlu": d["score"]}
+    lenient = d["acc_lenient"]  # the second metric, scored on the same answers
+    assert lenient["n"] == 4 and set(lenient["per_subject"]) == {"anatomy", "virology"}
+    samples = [json.loads(line) for line in Path(d["samples_file"]).read_text().splitlines()]
+    assert all({"exact_match", "acc_lenient"} <= set(row) for row in samples)
     assert d["gen"]["gen_length"] == 8 and d["num_fewshot"] == 5
     prompt = json.loads(Path(d["samples_file"]).read_text().splitlines()[0])["arguments"][0][0]
     assert "multiple choice questions (with answers) about" in prompt and prompt.count("Answer:") == 6
@@ -188,6 +219,7 @@ def test_humaneval_through_lm_eval_executes_completions(tmp_path):
         (["task=ruler", "task.gen_lengths.vt=0"], "task.gen_lengths.vt=0 must be a positive integer"),
         (["task=ruler", "prompt=short"], "task=ruler needs prompt.length"),
         (["task=ruler", "task.haystack=sand"], "task.haystack='sand' is not allowed"),
+        (["task=ruler", "task.fill=loose"], "task.fill='loose' is not allowed; choose one of: official"),
         (["task=ruler", "task.gen_length=8", "task.steps=2"], "leaves no sparse step out of 2 steps"),
         (["task=gsm8k", "+task.gen_overrides.dream.beam=4"], "task.gen_overrides.dream.beam is not allowed"),
     ],
@@ -196,7 +228,7 @@ def test_bad_task_settings_fail_before_the_model_loads(tmp_path, monkeypatch, ov
     def no_model(*a, **k):
         raise AssertionError("the model must not load for a bad setting")
 
-    monkeypatch.setattr("sparsed.runner.prepare", no_model)
+    monkeypatch.setattr("sparsed.build.prepare", no_model)
     with pytest.raises(ConfigError, match=message):
         run(cfg_with(*overrides), tmp_path)
 
@@ -214,9 +246,9 @@ def test_gsm8k_without_any_data_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_lm():
     cfg = cfg_with("gen.gen_length=8", "gen.steps=4", "gen.block_length=8", "attention=dense")
-    name, settings = validate(cfg)
-    tok, model, method = prepare(cfg, name, settings)
-    return SparsedLM.from_parts(model, tok, method, cfg.gen, mc_num=8, mc_batch_size=4, progress=False)
+    built = prepare(cfg, validate(cfg))
+    return SparsedLM.from_parts(built.model, built.tokenizer, built.method, cfg.gen, mc_num=8, mc_batch_size=4,
+                                progress=False)
 
 
 def _req(*args):

@@ -33,8 +33,9 @@ def answers_right(model, tok, samples: list[dict], gen: int, attention=None) -> 
 def test_dense_answers_20_short_niah_questions(small):
     model, tok = small
     # evaluation seeds (training only draws seeds >= 1,000,000)
-    samples = ruler_generate("niah_single_1", 768, tok, n=10, seed=7, gen_length=32, use_cache=False)
-    samples += ruler_generate("niah_single_2", 768, tok, n=10, seed=7, gen_length=32, use_cache=False)
+    # tight: questions of the full 768 tokens (RULER's fill would cut the essay ones to a fraction)
+    samples = ruler_generate("niah_single_1", 768, tok, n=10, seed=7, gen_length=32, use_cache=False, fill="tight")
+    samples += ruler_generate("niah_single_2", 768, tok, n=10, seed=7, gen_length=32, use_cache=False, fill="tight")
     right, preds = answers_right(model, tok, samples, 16)
     assert right >= 18, list(zip(preds, [s["outputs"] for s in samples], strict=True))
 
@@ -43,6 +44,6 @@ def test_multikey_retrieval_and_the_sliding_window_gap(small):
     """Multi-key retrieval among word-keyed needles (the last skill the model learnt, in its third stage);
     a window of a quarter of the prompt cannot reach the needle and loses most of them."""
     model, tok = small
-    mk = ruler_generate("niah_multikey_2", 512, tok, n=8, seed=11, gen_length=16, use_cache=False)
+    mk = ruler_generate("niah_multikey_2", 512, tok, n=8, seed=11, gen_length=16, use_cache=False, fill="tight")
     assert answers_right(model, tok, mk, 16)[0] >= 7
     assert answers_right(model, tok, mk, 16, attention=build_method("sliding_window", {"ws": 128}))[0] <= 3

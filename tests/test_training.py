@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,22 @@ def test_init_from_the_shipped_model(tmp_path: Path) -> None:
         Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm"))  # tiny preset
 
 
+def test_a_block_diffusion_run_warm_starts_from_the_shipped_bidirectional_model(tmp_path: Path) -> None:
+    """Issue 14's start: the shipped LLaDA-layout weights into the SDAR architecture (q/k norms fresh)."""
+    cfg = train_cfg(tmp_path / "bd", preset="small", init_from="sparsed/assets/small-dlm", objective="block")
+    trainer = Trainer(cfg)
+    shipped = load_model("sparsed/assets/small-dlm", device="cpu", dtype="fp32").state_dict()
+    ours = trainer.model.state_dict()
+    assert trainer.args.arch == "sdar"
+    for name, t in shipped.items():
+        assert torch.equal(ours[name], t), name
+    fresh = [n for n in ours if n not in shipped]
+    assert fresh and all(n.endswith(("q_norm.weight", "k_norm.weight")) for n in fresh)
+    assert all(bool((ours[n] == 1).all()) for n in fresh)
+    with pytest.raises(ValueError, match="does not fit this run's model"):
+        Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm", objective="block"))  # tiny preset
+
+
 def test_stitched_stages_count_from_the_first_start(tmp_path: Path) -> None:
     from sparsed.training.plot import main as plot_main
     from sparsed.training.plot import stitch
@@ -290,3 +307,94 @@ def test_stitched_stages_count_from_the_first_start(tmp_path: Path) -> None:
     assert rows[-1]["elapsed"] == 50.0 and rows[-1]["tokens_seen"] == 500
     plot_main([str(p) for p in logs] + ["--stitch", "--out", str(tmp_path / "all.jsonl"), "--png", str(tmp_path / "a.png")])
     assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 5
+
+
+# -- the block-diffusion objective (SDAR) ----------------------------------------------------------
+
+
+def tiny_sdar(vocab: int = 64, seed: int = 0) -> DiffusionLM:
+    args = ModelArgs(arch="sdar", vocab_size=vocab, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
+                     norm_eps=1e-6, rope_theta=10000.0, qkv_bias=False, mask_token_id=MASK, eos_token_id=0,
+                     rope_in_fp32=False, qk_norm=True, block_causal=True, norm_weight_fp32=True)
+    return DiffusionLM(args).init_random(seed)
+
+
+def test_block_diffusion_mask_layout() -> None:
+    from sparsed.training.block_loss import block_diffusion_mask
+
+    m = block_diffusion_mask(8, 4)[0, 0].int()
+    noisy_q, clean_q = m[:8], m[8:]
+    assert noisy_q[5].tolist() == [0, 0, 0, 0, 1, 1, 1, 1] + [1, 1, 1, 1, 0, 0, 0, 0]  # own noisy block, earlier clean
+    assert noisy_q[1].tolist() == [1, 1, 1, 1, 0, 0, 0, 0] + [0] * 8  # the first block has no clean prefix
+    assert clean_q[1].tolist() == [0] * 8 + [1, 1, 1, 1, 0, 0, 0, 0]  # clean: block-causal over clean only
+    assert clean_q[6].tolist() == [0] * 8 + [1] * 8
+
+
+def test_block_loss_denoises_each_block_from_its_clean_prefix() -> None:
+    """The noisy half's block j is what the block sampler computes for block j after clean blocks 0..j-1; the
+    loss is SDAR's: sum of CE / t over the batch, divided by the batch's answer tokens."""
+    from sparsed.training.block_loss import block_diffusion_loss
+
+    model = tiny_sdar()
+    ids, plens = fixed_batch(B=3, L=24)
+    nz = mask_answers(ids, plens, MASK, generator=torch.Generator().manual_seed(4))
+    out = block_diffusion_loss(model, ids, nz, block=4)
+    b, L = 4, 24
+    expected_sum = torch.zeros(())
+    for r in range(3):
+        for j in range(L // b):
+            lo, hi = j * b, (j + 1) * b
+            canvas = torch.cat([ids[r : r + 1, :lo], nz.input_ids[r : r + 1, lo:hi]], dim=1)
+            logits = model.head(model.hidden_states(canvas, block=b))[0, lo:hi]
+            m = nz.masked[r, lo:hi]
+            if m.any():
+                expected_sum = expected_sum + F.cross_entropy(logits[m], ids[r, lo:hi][m], reduction="sum") / nz.t[r]
+    torch.testing.assert_close(out.loss, expected_sum / nz.norm.sum(), rtol=1e-5, atol=1e-6)
+    assert int(out.n_masked) == int(nz.masked.sum())
+
+
+def test_block_objective_trains_and_exports_the_sdar_layout(tmp_path: Path) -> None:
+    """The CPU smoke test of --objective block (scripts/train_small_dlm.py --tiny --steps 20), loaded by run.py."""
+    import importlib.util
+
+    from tests.test_run_cli import run_py
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_small_dlm.py"
+    spec = importlib.util.spec_from_file_location("train_small_dlm", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+
+    out = tmp_path / "bd"
+    cli.main(["--out", str(out), "--device", "cpu", "--tiny", "--steps", "20", "--objective", "block", "--workers", "0",
+          "--no-progress", "--haystack", "noise"])
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["model_type"] == "sdar" and cfg["block_size"] == 4 and cfg["training"]["objective"] == "block"
+    losses = log_losses(out)
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses.values())
+    model = load_model(str(out / "model"), device="cpu", dtype="fp32")
+    assert model.args.arch == "sdar" and model.args.qk_norm and model.args.block_causal
+    proc = run_py("model=sdar", f"model.path={out / 'model'}", "attention=dense", "cache=block_prefix", "prompt=short",
+                  "gen.gen_length=8", "gen.steps=8", "run.warmup=false", "run.progress=false",
+                  f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["config"]["model"]["arch"] == "sdar" and result["nfe"] > 0 and result["answer_token_ids"]
+
+
+def test_mixed_block_sizes_round_robin_by_step_and_cli_list() -> None:
+    """--block-size 4,16 trains step s with block (4, 16)[s % 2]; the first is the one the export states."""
+    import importlib.util
+
+    from sparsed.training.trainer import TrainConfig, block_at
+
+    cfg = TrainConfig(out="x", block_size=4, block_sizes=(4, 16))
+    assert [block_at(cfg, s) for s in range(4)] == [4, 16, 4, 16]
+    assert block_at(TrainConfig(out="x", block_size=8), 3) == 8
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_small_dlm.py"
+    spec = importlib.util.spec_from_file_location("train_small_dlm", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    parsed = cli.config_from_args(cli.parse_args(["--out", "x", "--objective", "block", "--block-size", "4,16"]))
+    assert parsed.block_size == 4 and parsed.block_sizes == (4, 16)
+    with pytest.raises(SystemExit, match="--block-size"):
+        cli.config_from_args(cli.parse_args(["--out", "x", "--block-size", "4,x"]))

@@ -1,6 +1,7 @@
-"""Attention kernels shared by the methods: dense SDPA / FA3 / FA4, block-sparse Flex / FA4 / CPU gather.
+"""Block-sparse attention kernels (Flex / FA4 / masked SDPA / CPU gather) from a block-level selection grid.
 
 Everything takes q [B, Hq, L, D] and k, v [B, Hkv, L, D] (GQA when Hq > Hkv) and returns [B, Hq, L, D].
+The dense kernels live in ``dense_kernels`` (re-exported here for the existing callers).
 """
 
 from __future__ import annotations
@@ -12,96 +13,20 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sparsed.attention.cpu_block_sparse import gather_block_sparse_attention
+from sparsed.attention.dense_kernels import (  # noqa: F401 - re-exported
+    DENSE_BACKENDS,
+    SDPA_BACKENDS,
+    _first,
+    available_dense_backends,
+    dense_attention,
+    fa3_func,
+    fa4_module,
+    repeat_kv,
+)
 
-SDPA_BACKENDS: dict[str, list[SDPBackend]] = {
-    "cudnn": [SDPBackend.CUDNN_ATTENTION],
-    "flash": [SDPBackend.FLASH_ATTENTION],
-    "efficient": [SDPBackend.EFFICIENT_ATTENTION],
-    "math": [SDPBackend.MATH],
-}
-DENSE_BACKENDS = ("auto", *SDPA_BACKENDS, "fa3", "fa4")
 SPARSE_KERNELS = ("flex", "fa4", "sdpa_mask")
-
-
-def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    if n_rep == 1:
-        return x
-    b, h, s, d = x.shape
-    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
-
-
-@functools.cache
-def fa3_func() -> Callable | None:
-    """The forward-only FA3 wheel (``fa3_fwd_interface``) or the official ``flash_attn_interface``."""
-    for mod in ("fa3_fwd_interface", "flash_attn_interface"):
-        try:
-            return __import__(mod).flash_attn_func
-        except Exception:  # noqa: BLE001 - any import failure means "not available here"
-            continue
-    return None
-
-
-@functools.cache
-def fa4_module():  # noqa: ANN201 - optional dependency
-    try:
-        import flash_attn.cute as fac  # type: ignore[import-not-found]
-        from flash_attn.cute.block_sparsity import (  # type: ignore[import-not-found]
-            BlockSparseTensorsTorch,
-        )
-
-        return fac.flash_attn_func, BlockSparseTensorsTorch
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def available_dense_backends() -> list[str]:
-    """The dense backends this machine can run (CUDA-only ones are listed only with a GPU)."""
-    names = ["auto", "math"]
-    if torch.cuda.is_available():
-        names += ["cudnn", "flash", "efficient"]
-        if fa3_func() is not None:
-            names.append("fa3")
-        if fa4_module() is not None:
-            names.append("fa4")
-    else:
-        names += ["flash", "efficient"]  # PyTorch has CPU kernels under these names
-    return names
-
-
-def _first(out: torch.Tensor | tuple) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
-
-
-def dense_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_valid: torch.Tensor | None = None,
-    backend: str = "auto",
-    scale: float | None = None,
-) -> torch.Tensor:
-    """Bidirectional attention over all (valid) keys."""
-    n_rep = q.shape[1] // k.shape[1]
-    if backend in ("fa3", "fa4") and key_valid is None:
-        fn = fa3_func() if backend == "fa3" else (fa4_module() or (None,))[0]
-        if fn is None:
-            raise RuntimeError(f"attention.backend={backend} is not importable on this machine")
-        out = _first(fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale))
-        return out.transpose(1, 2)
-    mask = None if key_valid is None else key_valid[:, None, None, :]
-    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-    if backend in ("auto", "fa3", "fa4") or not q.is_cuda and backend == "cudnn":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    with sdpa_kernel(SDPA_BACKENDS[backend]):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-
-
-# ---------------------------------------------------------------------------------------------
-# Block-sparse attention from a block-level selection grid
-# ---------------------------------------------------------------------------------------------
 
 
 def grid_to_kv_layout(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,7 +150,7 @@ def fa4_block_sparse(
     mod = fa4_module()
     if mod is None:
         raise RuntimeError("sparsed.kernel=fa4 needs flash_attn.cute (FlashAttention-4), not importable here")
-    fn, BlockSparseTensorsTorch = mod
+    fn, BlockSparseTensorsTorch = mod[0], mod[1]
     counts, idx = grid_to_kv_layout(grid)
     bst = BlockSparseTensorsTorch(
         mask_block_cnt=torch.zeros_like(counts), mask_block_idx=idx,

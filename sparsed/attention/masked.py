@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sparsed.attention.base import AttentionMethod
+from sparsed.attention.base import AttentionMethod, Layout
 from sparsed.attention.kernels import repeat_kv
 from sparsed.attention.padding import left_align, restore_left_padding
 
@@ -22,6 +22,8 @@ class FixedPatternMethod(AttentionMethod):
     row's first real token, and keys past a row's end are masked out. The mask is built once per
     canvas (length and padding) and shared by every layer and step of a generation.
     """
+
+    supports_layout = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,6 +64,32 @@ class FixedPatternMethod(AttentionMethod):
         out = masked_attention(q, k, v, mask)
         self.record(layer, density * B * H * L * L, B * H * L * L, sparse=True)
         return out if pad is None else restore_left_padding(out, pad)
+
+
+    def attend_layout(self, layer, q, k, v, key_valid, layout: Layout):  # noqa: ANN001, ANN201 - see base class
+        """A cached or block-causal call: the same pattern, evaluated at the queries' canvas rows.
+
+        Positions count from each row's first real token (as in a plain call), so a padded row gets the
+        pattern it gets alone; the mask is [B, 1, Lq, Lk], small because a cached call has few queries.
+        """
+        B, H, Lq, _ = q.shape
+        Lk = k.shape[2]
+        info = self.info
+        canvas = info.canvas_length if info is not None else Lk
+        pad = info.pad_counts if info is not None and info.has_padding else None
+        dev = q.device
+        shift = torch.zeros(B, dtype=torch.long, device=dev) if pad is None else pad.to(dev)
+        valid = None if pad is None else (canvas - shift)
+        mm = self.mask_mod(canvas, valid)
+        qi = (layout.q_pos.to(dev) - shift[:, None])[:, :, None]
+        ki = (torch.arange(Lk, device=dev)[None, :] - shift[:, None])[:, None, :]
+        b = torch.arange(B, device=dev)[:, None, None]
+        mask = (mm(b, torch.zeros_like(b), qi, ki) & (ki >= 0))[:, None]
+        extra = layout.key_mask(key_valid)
+        if extra is not None:
+            mask = mask & extra
+        self.record(layer, float(mask.sum()) * H, float(B * H * Lq * Lk), sparse=True)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=H != k.shape[1])
 
 
 def build_mask(mask_mod: MaskMod, batch: int, length: int, device: torch.device) -> Any:  # noqa: ANN401

@@ -96,6 +96,7 @@ def make_prompt(
         haystack=haystack,
         essay_path=essay_path,
         cache_dir=cache_dir,
+        fill="tight",  # a prompt of the nominal length (latency, demos), not RULER's shorter samples
     )[0]
     return Prompt(
         name=f"niah-{length}-{haystack}-s{seed}",

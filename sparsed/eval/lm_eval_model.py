@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
 from sparsed.attention.base import AttentionMethod, LayerStats
+from sparsed.cache.base import CacheStrategy
 from sparsed.config import GenConfig
 from sparsed.eval.loglik import greedy_matches, mc_loglikelihood
 from sparsed.models.transformer import DiffusionLM
@@ -65,11 +67,11 @@ END_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>")
 
 
 def fit_gen(gen: GenConfig, arch: str, n_tokens: int) -> GenConfig:
-    """``gen`` with ``n_tokens`` generated tokens (LLaDA: rounded up to whole blocks; see module docstring)."""
+    """``gen`` with ``n_tokens`` generated tokens (rounded up to whole blocks when the sampler has blocks)."""
     if n_tokens == gen.gen_length:
         return gen
     steps = max(1, math.ceil(gen.steps * n_tokens / gen.gen_length))
-    if arch != "llada":
+    if gen.block_length is None:  # a sampler without blocks (Dream's released one)
         return dataclasses.replace(gen, gen_length=n_tokens, steps=steps)
     block = min(gen.block_length, n_tokens)
     length = math.ceil(n_tokens / block) * block
@@ -143,6 +145,13 @@ def compose_config(config: str = "config", overrides: Iterable[str] = ()) -> Any
         return compose(config_name=config, overrides=list(overrides))
 
 
+def request_key(args: tuple) -> str:  # type: ignore[type-arg]
+    """lm-eval's cache key of a generate_until request."""
+    from lm_eval.api.model import hash_args
+
+    return hash_args("generate_until", args)
+
+
 def _override_value(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
@@ -156,6 +165,7 @@ class SparsedLM(LM):
         method: AttentionMethod | None = None,
         gen: Any = None,
         *,
+        cache: CacheStrategy | None = None,
         config: str = "config",
         batch_size: int | str | None = 1,
         mc_num: int = 128,
@@ -169,7 +179,7 @@ class SparsedLM(LM):
         super().__init__()
         if not isinstance(model, DiffusionLM):
             # lm-eval's --device (default cuda:0) is not used: the device is model.device (auto by default)
-            model, tokenizer, method, gen = self._from_hydra(config, model, overrides)
+            model, tokenizer, method, gen, cache = self._from_hydra(config, model, overrides)
         elif overrides:
             raise TypeError(f"unexpected arguments with a model object: {', '.join(overrides)}")
         if tokenizer is None or gen is None:
@@ -177,6 +187,7 @@ class SparsedLM(LM):
         self.model = model
         self._tokenizer = tokenizer
         self.method = method
+        self.cache = cache
         fields = dataclasses.fields(GenConfig)
         self.gen = gen if isinstance(gen, GenConfig) else GenConfig(**{f.name: gen[f.name] for f in fields})
         self.batch_size = self._batch_size(batch_size)
@@ -187,19 +198,63 @@ class SparsedLM(LM):
         self.generation_s = 0.0
         self.sequences = 0
         self.nfe = 0
+        self.cached_forwards = 0
+        # generated token ids by request (lm-eval's cache key), so that two runs compare token for token;
+        # a persistent mapping (``use_token_store``) keeps them across a resumed run
+        self.token_ids: Any = {}
         self._stop_ids = self._end_token_ids()
         self._device = model.device
+        from sparsed.eval import distributed
+
+        # lm-eval deals its requests out by these (torchrun); 0 / 1 in a single process
+        self._rank, self._world_size = distributed.rank(), distributed.world_size()
+
+    def use_token_store(self, path: str | Path) -> None:
+        """Keep generated token ids in an SQLite file beside the request cache (written as they come)."""
+        from sqlitedict import SqliteDict
+
+        self.token_ids = SqliteDict(str(path), autocommit=True)
+
+    def ids_of(self, args: tuple) -> list[int] | None:  # type: ignore[type-arg]
+        return self.token_ids.get(request_key(args))
+
+    def merge_ranks(self) -> None:
+        """Fold every rank's counters into rank 0's (nothing to do in a single process)."""
+        from sparsed.eval import distributed
+
+        ids = dict(self.token_ids.items()) if distributed.rank() else {}
+        parts = distributed.gather((self.generation_s, self.sequences, self.nfe, self.cached_forwards, self.meter.layers,
+                                    ids))
+        if parts is None or len(parts) == 1:
+            return
+        for p in parts[1:]:
+            self.token_ids.update({k: v for k, v in p[5].items() if k not in self.token_ids})
+        self.generation_s, self.sequences, self.nfe, self.cached_forwards = (sum(p[i] for p in parts) for i in range(4))
+        self.meter = DensityMeter()
+        for p in parts:
+            self.meter._add(p[4])
 
     @classmethod
     def from_parts(cls, model: DiffusionLM, tokenizer: Any, method: AttentionMethod | None, gen: Any,
                    **kwargs: Any) -> SparsedLM:
+        """An lm-eval model around built parts; ``cache=`` passes the KV-cache strategy."""
         return cls(model, tokenizer, method, gen, **kwargs)
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None) -> SparsedLM:
         # lm-eval's CLI always passes batch_size/device: values given in --model_args win over its defaults
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
-        return cls(**arg_dict, **extra)
+        from sparsed.launch.errors import one_line
+
+        try:
+            return cls(**arg_dict, **extra)
+        except Exception as exc:
+            line = one_line(exc)
+            if line is None:
+                raise
+            # lm-eval's CLI would print a traceback around a bad setting; one line, exit code 2, as run.py
+            print(f"error: {line}", file=sys.stderr)
+            raise SystemExit(2) from exc
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict[str, Any] | None = None) -> SparsedLM:
@@ -209,21 +264,21 @@ class SparsedLM(LM):
 
     @staticmethod
     def _from_hydra(config: str, model: str | None, overrides: dict[str, Any]) -> tuple:
+        from sparsed.build import prepare
         from sparsed.config import validate
         from sparsed.eval.settings import LM_EVAL_TASKS, parse_settings, task_gen
-        from sparsed.runner import prepare
 
         ov = [f"{k}={_override_value(v)}" for k, v in overrides.items()]
         if isinstance(model, str):
             ov.insert(0, f"model={model}")
         cfg = compose_config(config, ov)
-        name, settings = validate(cfg)
+        choices = validate(cfg)
         gen: Any = cfg.gen
         if cfg.task.name in LM_EVAL_TASKS:  # model_args task=gsm8k: that benchmark's Table 3 sampler settings
             s = parse_settings(cfg)
             gen = task_gen(cfg, s, s.gen_length)  # type: ignore[arg-type]
-        tokenizer, dlm, method = prepare(cfg, name, settings)
-        return dlm, tokenizer, method, gen
+        built = prepare(cfg, choices)
+        return built.model, built.tokenizer, built.method, gen, built.cache
 
     @staticmethod
     def _batch_size(v: int | str | None) -> int:
@@ -247,6 +302,22 @@ class SparsedLM(LM):
         ids.discard(None)
         ids.discard(self.model.args.mask_token_id)
         return ids  # type: ignore[return-value]
+
+    # -- data parallelism: what lm-eval's evaluator calls when world_size > 1 ---------------------
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        from sparsed.eval import distributed
+
+        return distributed.all_gather_tensor(tensor.to(self._device) if self._device.type == "cuda" else tensor.cpu())
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:  # noqa: ANN401
+        from sparsed.eval import distributed
+
+        return distributed.gather(obj)
+
+    def barrier(self) -> None:
+        from sparsed.eval import distributed
+
+        distributed.barrier()
 
     # -- what lm-eval asks of a model -------------------------------------------------------------
     @property
@@ -296,8 +367,9 @@ class SparsedLM(LM):
             group.sort(key=lambda j: -len(j.ids))  # longest first: an out-of-memory shows at once
             for start in range(0, len(group), self.batch_size):
                 batch = group[start : start + self.batch_size]
-                texts = self.generate_ids([j.ids for j in batch], batch[0].gen, [j.max_tokens for j in batch])
-                for job, text in zip(batch, texts, strict=True):
+                texts, rows = self.generate_rows([j.ids for j in batch], batch[0].gen, [j.max_tokens for j in batch])
+                for job, text, row in zip(batch, texts, rows, strict=True):
+                    self.token_ids[request_key(job.args)] = row
                     text = cut_at_stops(text, job.until)
                     results[job.index] = text
                     self.cache_hook.add_partial("generate_until", job.args, text)
@@ -319,28 +391,35 @@ class SparsedLM(LM):
         ids = self.encode(context, kwargs.get("add_special_tokens"))
         return _Job(index, ids, gen, until, n, args)
 
-    @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], gen: GenConfig, max_tokens: list[int] | None = None) -> list[str]:
         """Decoded answers of one left-padded batch (each cut at its first end token, then to ``max_tokens``)."""
+        return self.generate_rows(prompts, gen, max_tokens)[0]
+
+    @torch.no_grad()
+    def generate_rows(self, prompts: list[list[int]], gen: GenConfig,
+                      max_tokens: list[int] | None = None) -> tuple[list[str], list[list[int]]]:
+        """(decoded answers, generated token ids up to ``max_tokens``, before the end-token cut) of one batch."""
         pad = self._tokenizer.pad_token_id
         pad = self.model.args.pad_token_id if pad is None else pad
         ids, mask = left_pad(prompts, 0 if pad is None else pad)
         padded = bool((mask == 0).any())
-        out = sample(self.model, ids, gen, self.method, attention_mask=mask if padded else None)
+        out = sample(self.model, ids, gen, self.method, attention_mask=mask if padded else None, cache=self.cache)
         self.meter.add(self.method)
         self.generation_s += out.total_time
         self.sequences += len(prompts)
         self.nfe += out.nfe
-        texts = []
+        self.cached_forwards += out.step_summary()["cached"]
+        texts, rows = [], []
         for r, row in enumerate(out.generated.tolist()):
             limit = len(row) if max_tokens is None else max_tokens[r]
             row = row[:limit]
+            rows.append(row)
             for i, t in enumerate(row):
                 if t in self._stop_ids:
                     row = row[:i]
                     break
             texts.append(self._tokenizer.decode(row, skip_special_tokens=True))
-        return texts
+        return texts, rows
 
     # -- likelihoods --------------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -386,5 +465,6 @@ class SparsedLM(LM):
     def stats(self) -> dict[str, Any]:
         return {
             "generation_s": round(self.generation_s, 3), "sequences": self.sequences, "nfe": self.nfe,
+            "cached_forwards": self.cached_forwards,
             "attention": self.meter.report(getattr(self.method, "name", "dense")),
         }

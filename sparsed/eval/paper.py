@@ -1,39 +1,47 @@
-"""The paper's per-benchmark attention settings (Table 3, section 4.1), to flag runs that differ from them.
+"""The paper's per-benchmark method settings, read from ``configs/paper/*.yaml``, to flag runs that differ.
 
-Benchmarks choose their attention on the command line (``attention=sliding_window_short``,
+Benchmarks choose their attention on the command line (``attention=sliding_window paper=short``,
 ``sparsed.select=0.5``...), so a run can silently use another setting; ``paper_deviations`` lists every
-difference as a warning in result.json (informational: ablations differ on purpose).
+difference from the preset that belongs to the benchmark as a warning in result.json (informational:
+ablations differ on purpose). The presets live in one place, the YAML files; nothing here repeats them.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
 SHORT = ("gsm8k", "mmlu", "humaneval")
+
+
+@functools.cache
+def preset(name: str) -> dict[str, dict[str, Any]]:
+    """method node -> setting -> value of ``configs/paper/<name>.yaml``."""
+    data = yaml.safe_load((PAPER_DIR / f"{name}.yaml").read_text()) or {}
+    return {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
+
+
+def preset_for(task: str, prompt_length: int | None) -> str:
+    if task in SHORT:
+        return "short"
+    return "8k" if (prompt_length or 0) > 4096 else "4k"
 
 
 def expected(task: str, prompt_length: int | None) -> dict[str, dict[str, Any]]:
     """method -> setting -> the paper's value for this benchmark."""
-    if task in SHORT:
-        ws = 256
-        sparsed = {"block_size": 32, "select": 0.5, "skip": 0.2}
-    else:
-        ws = 4096 if (prompt_length or 0) > 4096 else 2048
-        sparsed = {"block_size": 128, "select": 0.3, "skip": 0.2}
-    return {
-        "sparsed": sparsed,
-        "sliding_window": {"ws": ws},
-        # Table 3 gives 20 % of ws as sinks for MMLU and 10 % of the length elsewhere; the text says 10 %.
-        "streaming_llm": {"ws": ws, "sink_ratio": 0.1},
-    }
+    return preset(preset_for(task, prompt_length))
 
 
-def paper_deviations(task: str, prompt_length: int | None, method_name: str, settings: Any) -> list[str]:
-    want = expected(task, prompt_length).get(method_name, {})
+def paper_deviations(task: str, prompt_length: int | None, choice: Any) -> list[str]:  # noqa: ANN401 - a Choice
+    want = expected(task, prompt_length).get(choice.name, {})
     out = []
     for key, value in want.items():
-        have = getattr(settings, key, None)
+        have = getattr(choice.settings, key, None)
         if have is not None and have != value:
-            prefix = "sparsed" if method_name == "sparsed" else "attention"
-            out.append(f"{prefix}.{key}={have} differs from the paper's {value} for {task}")
+            out.append(f"{choice.name}.{key}={have} differs from the paper's {value} for {task} "
+                       f"(paper={preset_for(task, prompt_length)} sets it)")
     return out

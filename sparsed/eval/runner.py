@@ -18,34 +18,48 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sparsed.config import RunChoices, check_method_schedule
 from sparsed.config_errors import ConfigError
-from sparsed.eval.settings import RULER_TASKS, EvalSettings, check_sparsed_schedule, parse_settings, task_gen
-from sparsed.results import device_info, versions, write_json_atomic
+from sparsed.eval.settings import RULER_TASKS, EvalSettings, parse_settings, task_gen
+from sparsed.results import device_info, versions, write_json_exclusive
 
 log = logging.getLogger("sparsed")
 
 
-def run_eval(cfg: DictConfig, out_dir: str | Path, method_name: str, settings: Any) -> dict[str, Any]:
-    from sparsed.runner import prepare
+def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[str, Any]:
+    from sparsed.build import check_runtime, prepare
+    from sparsed.eval import distributed
 
     out_dir = Path(out_dir)
     s = parse_settings(cfg)
-    _preflight(cfg, s, method_name, settings)  # every check and data load before the model
+    _preflight(cfg, s, choices)  # every check and data load before the model
+    check_runtime(cfg, choices)
+    from sparsed.build import check_checkpoint
+    from sparsed.memory import check_memory
+
+    check_checkpoint(cfg)
+    # RULER's canvas is the prompt length; a few-shot prompt of the other benchmarks is a few thousand tokens
+    check_memory(cfg, int(cfg.prompt.length) if s.name == "ruler" else 2048 + int(s.gen_length or 0), s.batch_size)
     t0 = time.perf_counter()
-    tokenizer, model, method = prepare(cfg, method_name, settings)
+    built = prepare(cfg, choices)
+    tokenizer, model, method, kv = built.tokenizer, built.model, built.method, built.cache
     load_s = time.perf_counter() - t0
-    cache_db = _cache_db(cfg, s, method_name, out_dir)
+    cache_db = _cache_db(cfg, s, choices, out_dir)
     t1 = time.perf_counter()
     if s.name == "ruler":
         from sparsed.eval.ruler_eval import run_ruler
 
-        out = run_ruler(cfg, s, tokenizer, model, method, out_dir, cache_db)
+        out = run_ruler(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
+        if distributed.rank() != 0:
+            return {"status": "ok", "rank": distributed.rank(), "summary": []}
         scores, details, not_run, stats = out["scores"], out["details"], out["not_run"], out["stats"]
     else:
         from sparsed.eval.lm_eval_tasks import run_lm_eval_task
 
-        detail = run_lm_eval_task(cfg, s, tokenizer, model, method, out_dir, cache_db)
-        stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "attention")}
+        detail = run_lm_eval_task(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
+        if detail is None:
+            return {"status": "ok", "rank": distributed.rank(), "summary": []}  # rank 0 writes the result
+        stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "cached_forwards", "attention")}
         scores, details, not_run = {s.name: detail["score"]}, {s.name: detail}, {}
     eval_s = time.perf_counter() - t1
     ran = [t for t, v in scores.items() if v is not None]
@@ -53,6 +67,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, method_name: str, settings: A
     from sparsed.eval.paper import paper_deviations
 
     result: dict[str, Any] = {
+        "status": "ok",
         "task": s.name,
         "scores": scores,
         "average": average,
@@ -62,10 +77,11 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, method_name: str, settings: A
         "details": details,
         "attention": stats["attention"],
         "timing": {"model_load_s": round(load_s, 3), "eval_s": round(eval_s, 3), "generation_s": stats["generation_s"],
-                   "sequences": stats["sequences"], "nfe": stats["nfe"]},
+                   "sequences": stats["sequences"], "nfe": stats["nfe"], "cached_forwards": stats["cached_forwards"]},
         "settings": dataclasses.asdict(s),
         "cache": None if cache_db is None else str(cache_db) + "_rank0.db",
-        "warnings": paper_deviations(s.name, cfg.prompt.length, method_name, settings),
+        "world_size": distributed.world_size(),
+        "warnings": paper_deviations(s.name, cfg.prompt.length, choices.attention),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),
         "device": device_info(model.device),
@@ -73,22 +89,36 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, method_name: str, settings: A
     }
     path = out_dir / "result.json"
     result["summary"] = eval_summary_lines(result, str(path))
-    write_json_atomic(path, result)
-    result["result_path"] = str(path)
+    result["result_path"] = str(write_json_exclusive(path, result))
     return result
 
 
-def _preflight(cfg: DictConfig, s: EvalSettings, method_name: str, settings: Any) -> None:
+def check_eval_settings(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+    """Every benchmark setting against the method, cache and sampler: config only, nothing read from disk."""
+    from sparsed.cache.registry import CACHES
+    from sparsed.config import check_combination
+
+    no_kv = not CACHES[choices.cache.name].strategy_cls.uses_kv
     if s.name == "ruler":
         from sparsed.eval.ruler_eval import ruler_plan
 
         if cfg.prompt.length is None:
             raise ConfigError("task=ruler needs prompt.length (e.g. prompt=4k or prompt=8k)")
         for task, gen in ruler_plan(cfg, s).items():
-            check_sparsed_schedule(method_name, settings, gen.steps, f"RULER {task}")
+            check_combination(choices.attention, choices.cache, cfg.model.arch, gen)
+            if no_kv:
+                check_method_schedule(choices.attention, gen.steps, f"RULER {task}")
         return
     gen = task_gen(cfg, s, s.gen_length)  # type: ignore[arg-type]
-    check_sparsed_schedule(method_name, settings, gen.steps, f"task={s.name}")
+    check_combination(choices.attention, choices.cache, cfg.model.arch, gen)
+    if no_kv:
+        check_method_schedule(choices.attention, gen.steps, f"task={s.name}")
+
+
+def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+    check_eval_settings(cfg, s, choices)
+    if s.name == "ruler":
+        return
     from sparsed.eval.benchdata import BenchmarkDataUnavailable
     from sparsed.eval.lm_eval_tasks import preflight
 
@@ -98,7 +128,7 @@ def _preflight(cfg: DictConfig, s: EvalSettings, method_name: str, settings: Any
         raise ConfigError(str(exc)) from exc
 
 
-def _cache_db(cfg: DictConfig, s: EvalSettings, method_name: str, out_dir: Path) -> Path | None:
+def _cache_db(cfg: DictConfig, s: EvalSettings, choices: RunChoices, out_dir: Path) -> Path | None:
     """The request cache of this exact evaluation (lm-eval adds ``_rank0.db``).
 
     Requests are keyed by their text and generation arguments only, so the file name carries a hash of
@@ -111,8 +141,9 @@ def _cache_db(cfg: DictConfig, s: EvalSettings, method_name: str, out_dir: Path)
     c = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(c, dict)
     task = {k: v for k, v in c["task"].items() if k not in ("limit", "batch_size", "cache", "cache_dir")}
+    att, cache = choices.attention.name, choices.cache.name
     key = {"model": c["model"], "gen": c["gen"], "attention": c["attention"], "task": task,
-           "sparsed": c["sparsed"] if method_name == "sparsed" else None,
+           "method": c.get(att), "cache": c["cache"], "cache_settings": c.get(cache),
            "prompt": c["prompt"] if s.name == "ruler" else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     folder = Path(s.cache_dir).expanduser() if s.cache_dir else out_dir / "cache"

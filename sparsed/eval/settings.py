@@ -68,6 +68,8 @@ class EvalSettings:
     essay_path: str | None = None
     haystack: str | None = None
     data_cache_dir: str | None = None
+    fill: str = "official"  # RULER's own sample sizing, or "tight" (sparsed.data.ruler.fill)
+    cwe_words: str | None = None  # RULER's english_words.json, for cwe past ~8k words
 
     def chat_template(self, cfg: DictConfig) -> bool:
         return bool(cfg.model.chat_template if self.apply_chat_template is None else self.apply_chat_template)
@@ -80,7 +82,7 @@ KEYS = {
     "gsm8k": ("data_dir",),
     "mmlu": ("data_dir",),
     "humaneval": ("timeout_s",),
-    "ruler": ("tasks", "gen_lengths", "seed", "qa_dir", "essay_path", "haystack", "data_cache_dir"),
+    "ruler": ("tasks", "gen_lengths", "seed", "qa_dir", "essay_path", "haystack", "data_cache_dir", "fill", "cwe_words"),
 }  # fmt: skip
 
 
@@ -145,8 +147,10 @@ def _gen_overrides(v: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"task.gen_overrides={v!r} must map an architecture (llada, dream) to gen.* settings")
     out: dict[str, dict[str, Any]] = {}
     for arch, values in v.items():
-        if arch not in ("llada", "dream"):
-            raise ConfigError(f"task.gen_overrides.{arch}: the architectures are llada and dream")
+        from sparsed.models.registry import FAMILIES
+
+        if arch not in FAMILIES:
+            raise ConfigError(f"task.gen_overrides.{arch}: the model families are {', '.join(FAMILIES)}")
         values = values or {}
         for key in values:
             if key not in GEN_OVERRIDE_KEYS:
@@ -164,8 +168,8 @@ def _parse_lm_eval(s: EvalSettings, raw: dict[str, Any]) -> None:
     s.num_fewshot = n
     s.fewshot_as_multiturn = bool(_bool("fewshot_as_multiturn", raw.get("fewshot_as_multiturn", True)))
     seed = raw.get("fewshot_seed", 1234)
-    if not _is_int(seed):
-        raise ConfigError(f"task.fewshot_seed={seed!r} must be an integer")
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError(f"task.fewshot_seed={seed!r} must be a non-negative integer")
     s.fewshot_seed = seed
     s.mc_num = _pos_int("mc_num", raw.get("mc_num", 128))  # type: ignore[assignment]
     s.mc_batch_size = _pos_int("mc_batch_size", raw.get("mc_batch_size", 32))  # type: ignore[assignment]
@@ -204,8 +208,12 @@ def _parse_ruler(s: EvalSettings, raw: dict[str, Any]) -> None:
     if not _is_int(seed) or seed < 0:
         raise ConfigError(f"task.seed={seed!r} must be a non-negative integer")
     s.seed = seed
-    for key in ("qa_dir", "essay_path", "data_cache_dir"):
+    for key in ("qa_dir", "essay_path", "data_cache_dir", "cwe_words"):
         setattr(s, key, _str(key, raw.get(key)))
+    fill = raw.get("fill", "official")
+    if fill not in ("official", "tight"):
+        raise ConfigError(f"task.fill={fill!r} is not allowed; choose one of: official (RULER's sizing), tight")
+    s.fill = fill
     haystack = raw.get("haystack")
     if haystack not in (None, "essay", "noise", "needle"):
         raise ConfigError(f"task.haystack={haystack!r} is not allowed; choose one of: null (each task's), essay, noise, needle")
@@ -236,25 +244,27 @@ def task_gen(cfg: DictConfig, s: EvalSettings, gen_length: int, where: str = "ta
     as in Table 3; LLaDA's divisibility rules are checked here so that a bad combination fails before
     the model is loaded.
     """
+    from sparsed.models.registry import FAMILIES
+
     base = OmegaConf.to_container(cfg.gen, resolve=True)
     assert isinstance(base, dict)
     gen = GenConfig(**base)
     arch = cfg.model.arch
     steps = s.steps or gen_length
-    block = s.block_length or gen_length
+    # a family whose sampler has no blocks by default (gen.block_length=null: Dream's) keeps none
+    block = None if gen.block_length is None else (s.block_length or gen_length)
     gen = dataclasses.replace(gen, gen_length=gen_length, steps=steps, block_length=block,
                               **s.gen_overrides.get(arch, {}))
-    if arch == "llada":
+    if block is not None:
         if gen_length % block:
             raise ConfigError(f"{where}: gen length {gen_length} is not divisible by task.block_length={block}")
         if steps % (gen_length // block):
             raise ConfigError(
                 f"{where}: task.steps={steps} is not divisible by the number of blocks ({gen_length // block})"
             )
+    try:
+        FAMILIES[arch].check_gen(gen)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     return gen
 
-
-def check_sparsed_schedule(method_name: str, settings: Any, steps: int, where: str) -> None:
-    """The released schedule needs at least one sparse step (the same rule as ``sparsed.config.validate``)."""
-    if method_name == "sparsed" and settings.compat == "reference" and steps * settings.skip >= steps - 2:
-        raise ConfigError(f"{where}: sparsed.skip={settings.skip} leaves no sparse step out of {steps} steps")

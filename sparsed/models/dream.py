@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from sparsed.config_errors import ConfigError
+from sparsed.models.registry import Family
 from sparsed.models.transformer import ModelArgs
 
 MODEL_TYPES = ("dream",)
-REFERENCE_IMPORTANCE_SCALE = "head_dim"
 
 _LAYER = {
     "input_layernorm.weight": "attn_norm.weight",
@@ -63,3 +63,7 @@ def map_name(name: str) -> str | None:
     if m and m.group(2) in _LAYER:
         return f"layers.{m.group(1)}.{_LAYER[m.group(2)]}"
     return None
+
+
+FAMILY = Family("dream", MODEL_TYPES, args_from_config, map_name, sampler="sparsed.sampling.dream:sample",
+                gen_checker="sparsed.sampling.dream:check_gen")

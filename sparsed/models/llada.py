@@ -11,11 +11,10 @@ import re
 from typing import Any
 
 from sparsed.config_errors import ConfigError
+from sparsed.models.registry import Family
 from sparsed.models.transformer import ModelArgs
 
 MODEL_TYPES = ("llada",)
-# Released SparseD code divides LLaDA's importance scores by sqrt(num_heads) (compat=reference).
-REFERENCE_IMPORTANCE_SCALE = "num_heads"
 
 _BLOCK = {
     "attn_norm.weight": "attn_norm.weight",
@@ -99,3 +98,8 @@ def checkpoint_name(internal: str) -> str:
     layer, rest = internal.split(".", 2)[1:]
     inverse = {v: k for k, v in _BLOCK.items()}
     return f"model.transformer.blocks.{layer}.{inverse[rest]}"
+
+
+FAMILY = Family("llada", MODEL_TYPES, args_from_config, map_name, sampler="sparsed.sampling.llada:sample",
+                gen_checker="sparsed.sampling.llada:check_gen", config_from_args=config_from_args,
+                checkpoint_name=checkpoint_name)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from safetensors import safe_open
 
 from sparsed.config_errors import ConfigError
-from sparsed.models import dream, llada
+from sparsed.models.registry import FAMILIES, Family
 from sparsed.models.transformer import DiffusionLM, ModelArgs
 
-ARCHITECTURES: dict[str, ModuleType] = {"llada": llada, "dream": dream}
+ARCHITECTURES: dict[str, Family] = FAMILIES
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
           "fp16": torch.float16, "float16": torch.float16}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -63,9 +62,16 @@ def resolve_checkpoint(path: str) -> Path:
         return Path(snapshot_download(repo_id=path, allow_patterns=HUB_FILES))
     except Exception as exc:  # noqa: BLE001 - offline, gated, missing: one clear message
         raise ConfigError(
-            f"model.path={path}: could not fetch this hub id ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). "
+            f"model.path={path}: could not fetch this hub id ({type(exc).__name__}: {_sentences(str(exc), 300)}). "
             "Offline? Download the checkpoint elsewhere and point at its folder: model.path=/path/to/checkpoint"
         ) from exc
+
+
+def _sentences(text: str, limit: int) -> str:
+    """The whole sentences of ``text`` that fit in ``limit`` characters (at least the first)."""
+    words = " ".join(text.split())
+    cut = words.rfind(". ", 0, limit)
+    return words if len(words) <= limit else words[: cut + 1] if cut > 0 else words.split(". ")[0] + "."
 
 
 def read_config(ckpt: Path) -> dict[str, Any]:
@@ -74,10 +80,10 @@ def read_config(ckpt: Path) -> dict[str, Any]:
 
 def architecture_of(cfg: dict[str, Any]) -> str:
     mt = str(cfg.get("model_type", "")).lower()
-    for name, mod in ARCHITECTURES.items():
-        if mt in mod.MODEL_TYPES:
+    for name, fam in ARCHITECTURES.items():
+        if mt in fam.model_types:
             return name
-    known = ", ".join(t for m in ARCHITECTURES.values() for t in m.MODEL_TYPES)
+    known = ", ".join(t for m in ARCHITECTURES.values() for t in m.model_types)
     raise ConfigError(f"config.json model_type={cfg.get('model_type')!r} is not a supported architecture ({known})")
 
 
@@ -146,16 +152,26 @@ def random_model(args: ModelArgs, device: str = "auto", dtype: str = "auto", see
     return model.init_random(seed).eval().requires_grad_(False)
 
 
-def save_llada_checkpoint(model: DiffusionLM, folder: str | Path, extra_config: dict | None = None) -> Path:
-    """Write ``model`` as a LLaDA-layout checkpoint (config.json + model.safetensors)."""
+def save_checkpoint(model: DiffusionLM, folder: str | Path, extra_config: dict | None = None) -> Path:
+    """Write ``model`` in its family's checkpoint layout (config.json + model.safetensors)."""
     from safetensors.torch import save_file
 
+    family = ARCHITECTURES[model.args.arch]
+    if family.config_from_args is None or family.checkpoint_name is None:
+        raise ValueError(f"the {family.name} family has no checkpoint writer")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = llada.config_from_args(model.args) | (extra_config or {})
-    tensors = {llada.checkpoint_name(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    cfg = family.config_from_args(model.args) | (extra_config or {})
+    tensors = {family.checkpoint_name(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = folder / "model.safetensors.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     tmp.replace(folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return folder
+
+
+def save_llada_checkpoint(model: DiffusionLM, folder: str | Path, extra_config: dict | None = None) -> Path:
+    """Write ``model`` (a LLaDA-architecture model) as a LLaDA-layout checkpoint."""
+    if model.args.arch != "llada":
+        raise ValueError(f"save_llada_checkpoint got a {model.args.arch} model; use save_checkpoint")
+    return save_checkpoint(model, folder, extra_config)

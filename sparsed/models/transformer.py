@@ -1,13 +1,19 @@
-"""A bidirectional (masked-diffusion) transformer that covers LLaDA and Dream.
+"""A diffusion-LM transformer that covers LLaDA, Dream and SDAR/TraDo.
 
-Both are Llama-like: RMSNorm, rotate-half RoPE, SwiGLU MLP, untied LM head, no causal mask. They differ
-in a handful of facts (q/k/v bias, GQA, epsilon, theta, whether RoPE is applied in float32, whether the
-logit at position i predicts token i or i+1), which ``ModelArgs`` carries. Each architecture's own file
-(``llada.py``, ``dream.py``) turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its
-checkpoint parameter names onto this module's.
+All are Llama-like: RMSNorm, rotate-half RoPE, SwiGLU MLP, untied LM head. They differ in a handful of
+facts (q/k/v bias, GQA, epsilon, theta, whether RoPE is applied in float32, whether the logit at
+position i predicts token i or i+1, Qwen3's q/k norm and separate head_dim, block-causal attention),
+which ``ModelArgs`` carries. Each architecture's own file (``llada.py``, ``dream.py``, ``sdar.py``)
+turns its Hugging Face ``config.json`` into ``ModelArgs`` and maps its checkpoint parameter names onto
+this module's.
 
-Attention goes through one callable: ``AttentionMethod.forward(layer, q, k, v, key_valid)``. The model
-never knows which method that is.
+Attention goes through one callable: ``AttentionMethod.forward(layer, q, k, v, key_valid, layout)``.
+The model never knows which method that is.
+
+A forward can compute a subset of the canvas rows (``rows``) against a ``KVCache`` that holds the
+keys/values of the others (see ``kv_cache``); without ``rows`` and ``cache`` it is the plain
+full-canvas forward, unchanged. ``block`` makes attention block-causal (block diffusion: a query sees
+the keys of its own and earlier blocks).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsed.attention.base import AttentionMethod
-from sparsed.attention.kernels import dense_attention
+from sparsed.attention.base import AttentionMethod, Layout
+from sparsed.attention.dense_kernels import dense_attention
+from sparsed.facts import ModelFacts
+from sparsed.models.kv_cache import KVCache, Rows, gather_rows, rows_positions
 
 
 @dataclass
@@ -40,21 +48,46 @@ class ModelArgs:
     shift_logits: bool = False  # Dream: the logit at i-1 predicts token i
     rope_in_fp32: bool = True  # LLaDA rotates q/k in float32; Qwen2/Dream in the model dtype
     max_length: int | None = None  # the training context, when the config states one
+    head_dim_override: int | None = None  # Qwen3-style configs state head_dim apart from dim / n_heads
+    qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3 / SDAR)
+    block_causal: bool = False  # block diffusion (SDAR): causal across blocks, bidirectional inside
+    # RMSNorm multiplies by its weight in float32 and rounds once (flash-attn's fused RMSNorm, which SDAR's
+    # code calls); otherwise it rounds the normalised input to the model dtype first (HF Llama/Qwen)
+    norm_weight_fp32: bool = False
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.head_dim_override or self.dim // self.n_heads
+
+    @property
+    def facts(self) -> ModelFacts:
+        return ModelFacts(arch=self.arch, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim,
+                          n_layers=self.n_layers, logit_shift=1 if self.shift_logits else 0,
+                          block_causal=self.block_causal)
+
+
+@dataclass
+class _CallPlan:
+    """What every layer of one forward shares: the rows computed, the cache, the key range, the layout."""
+
+    rows: Rows
+    cache: KVCache | None
+    key_len: int
+    layout: Layout | None
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, weight_fp32: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        self.weight_fp32 = weight_fp32
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight_fp32:
+            return (self.weight.float() * xf).to(x.dtype)
         return self.weight * xf.to(x.dtype)
 
 
@@ -82,12 +115,16 @@ class Block(nn.Module):
         super().__init__()
         self.a = a
         hd = a.head_dim
-        self.attn_norm = RMSNorm(a.dim, a.norm_eps)
+        fp32 = a.norm_weight_fp32
+        self.attn_norm = RMSNorm(a.dim, a.norm_eps, fp32)
+        if a.qk_norm:
+            self.q_norm = RMSNorm(hd, a.norm_eps, fp32)
+            self.k_norm = RMSNorm(hd, a.norm_eps, fp32)
         self.wq = nn.Linear(a.dim, a.n_heads * hd, bias=a.qkv_bias)
         self.wk = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wv = nn.Linear(a.dim, a.n_kv_heads * hd, bias=a.qkv_bias)
         self.wo = nn.Linear(a.n_heads * hd, a.dim, bias=False)
-        self.ffn_norm = RMSNorm(a.dim, a.norm_eps)
+        self.ffn_norm = RMSNorm(a.dim, a.norm_eps, fp32)
         self.w_gate = nn.Linear(a.dim, a.ffn_dim, bias=False)
         self.w_up = nn.Linear(a.dim, a.ffn_dim, bias=False)
         self.w_down = nn.Linear(a.ffn_dim, a.dim, bias=False)
@@ -100,19 +137,31 @@ class Block(nn.Module):
         sin: torch.Tensor,
         attention: AttentionMethod | None,
         key_valid: torch.Tensor | None,
+        step: _CallPlan | None = None,
     ) -> torch.Tensor:
         a = self.a
         B, L, _ = x.shape
         h = self.attn_norm(x)
-        q = self.wq(h).view(B, L, a.n_heads, a.head_dim).transpose(1, 2)
-        k = self.wk(h).view(B, L, a.n_kv_heads, a.head_dim).transpose(1, 2)
+        q = self.wq(h).view(B, L, a.n_heads, a.head_dim)
+        k = self.wk(h).view(B, L, a.n_kv_heads, a.head_dim)
+        if a.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.wv(h).view(B, L, a.n_kv_heads, a.head_dim).transpose(1, 2)
         q = apply_rope(q, cos, sin, a.rope_in_fp32)
         k = apply_rope(k, cos, sin, a.rope_in_fp32)
+        layout = None
+        if step is not None:
+            if step.cache is not None:
+                k, v = step.cache.update(layer, step.rows, k, v, step.key_len)
+            layout = step.layout
         if attention is None:
-            o = dense_attention(q, k, v, key_valid)
+            if layout is None:
+                o = dense_attention(q, k, v, key_valid)
+            else:
+                o = dense_attention(q, k, v, layout.key_mask(key_valid) if layout.block else key_valid)
         else:
-            o = attention.forward(layer, q, k, v, key_valid)
+            o = attention.forward(layer, q, k, v, key_valid, layout)
         x = x + self.wo(o.transpose(1, 2).reshape(B, L, -1))
         h = self.ffn_norm(x)
         return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
@@ -124,7 +173,7 @@ class DiffusionLM(nn.Module):
         self.args = args
         self.embed = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layers))
-        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.norm = RMSNorm(args.dim, args.norm_eps, args.norm_weight_fp32)
         self.head = nn.Linear(args.dim, args.vocab_size, bias=False)
 
     @property
@@ -141,9 +190,27 @@ class DiffusionLM(nn.Module):
         attention: AttentionMethod | None = None,
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
+        *,
+        rows: Rows = None,
+        cache: KVCache | None = None,
+        key_len: int | None = None,
+        block: int | None = None,
     ) -> torch.Tensor:
-        """Final-norm hidden states [B, L, dim]. ``attention_mask``: bool/int [B, L], 1 = real token."""
+        """Final-norm hidden states of the canvas rows ``rows`` [B, n, dim] (all rows by default).
+
+        ``input_ids`` is always the whole canvas [B, L]; ``attention_mask`` (bool/int [B, L], 1 = real
+        token) sets padding and RoPE positions; a bool [B or 1, 1, L, L] is a full mask (True = may
+        attend) for training objectives, with ``positions`` given. With ``rows`` the other rows' keys/values come from
+        ``cache`` (filled by an earlier forward); keys cover canvas rows [0, key_len) (all by default).
+        ``block`` makes the attention block-causal with that block size.
+        """
+        B, L = input_ids.shape
         key_valid = None
+        if attention_mask is not None and attention_mask.dim() == 4:
+            # a training objective's own mask over its own sequence layout (SDAR's [noisy; clean] copy)
+            if positions is None or rows is not None or cache is not None or block is not None:
+                raise ValueError("a full attention mask [B, 1, L, L] needs explicit positions and no rows/cache/block")
+            attention_mask = attention_mask.bool()
         if attention_mask is not None:
             key_valid = attention_mask.bool()
             if bool(key_valid.all()):
@@ -151,11 +218,27 @@ class DiffusionLM(nn.Module):
             elif positions is None:
                 positions = (key_valid.long().cumsum(-1) - 1).clamp(min=0)
         if positions is None:
-            positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(input_ids.shape[0], -1)
+            positions = torch.arange(L, device=input_ids.device)[None].expand(B, -1)
+        plan = None
+        if rows is not None or cache is not None or block is not None:
+            if rows is not None and cache is None:
+                raise ValueError("a forward over some rows needs the KV cache that holds the others")
+            key_len = L if key_len is None else key_len
+            if rows is None and key_len < L:
+                rows = (0, key_len)
+            layout = None
+            if rows is not None or block is not None:
+                span = (0, key_len) if rows is None else rows if isinstance(rows, tuple) else None
+                layout = Layout(rows_positions(rows, B, key_len, input_ids.device), key_len, span, block)
+            plan = _CallPlan(rows, cache, key_len, layout)
+            if key_valid is not None:
+                key_valid = key_valid[:, :key_len]
+            positions = gather_rows(positions, rows)
+            input_ids = gather_rows(input_ids, rows)
         cos, sin = rope_tables(positions, self.args.head_dim, self.args.rope_theta)
         x = self.embed(input_ids)
         for i, layer in enumerate(self.layers):
-            x = layer(x, i, cos, sin, attention, key_valid)
+            x = layer(x, i, cos, sin, attention, key_valid, plan)
         return self.norm(x)
 
     def forward(

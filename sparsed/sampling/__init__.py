@@ -1,4 +1,4 @@
-"""Samplers of the two model families, behind one ``sample`` call."""
+"""Samplers of the model families (LLaDA, Dream, SDAR), each behind its family's ``sample`` call."""
 
 from sparsed.sampling.common import GenerationOutput
 from sparsed.sampling.dream import diffusion_generate

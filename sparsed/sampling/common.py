@@ -1,4 +1,5 @@
-"""What both samplers share: the result record, step timing, and the attention-method hooks."""
+"""What the samplers share: the result record, step timing, the attention-method hooks, and the
+planned forward of one denoising step (full, or some rows against a KV cache)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,23 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from sparsed.attention.base import AttentionMethod, GenerationInfo
+from sparsed.attention.base import AttentionMethod, GenerationInfo, StepInfo
+from sparsed.cache.base import CacheStrategy, StepPlan
+from sparsed.models.kv_cache import KVCache, Rows
+from sparsed.models.transformer import DiffusionLM
+
+
+@dataclass
+class StepRecord:
+    """One model call of a generation, for result files: full forward or cached, and its size."""
+
+    forward: str  # "full" | "cached"
+    rows: int  # canvas rows computed (per batch row)
+    committed: int = 0  # tokens committed by the step (summed over the batch)
 
 
 @dataclass
@@ -18,6 +32,8 @@ class GenerationOutput:
     prompt_length: int
     nfe: int = 0  # model evaluations (a CFG step counts its two passes as two)
     step_times: list[float] = field(default_factory=list)  # seconds per denoising step
+    steps: list[StepRecord] = field(default_factory=list)
+    cache_bytes: int = 0  # largest size the KV cache reached (0 without a cache)
 
     @property
     def generated(self) -> torch.Tensor:
@@ -26,6 +42,11 @@ class GenerationOutput:
     @property
     def total_time(self) -> float:
         return float(sum(self.step_times))
+
+    def step_summary(self) -> dict[str, Any]:
+        full = sum(1 for s in self.steps if s.forward == "full")
+        return {"full": full, "cached": len(self.steps) - full, "rows_per_step": [s.rows for s in self.steps],
+                "committed_per_step": [s.committed for s in self.steps]}
 
 
 def make_canvas(
@@ -97,3 +118,103 @@ def progress(iterable: range, enabled: bool, desc: str):  # noqa: ANN201 - tqdm 
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def step_info(strategy: CacheStrategy, plan: StepPlan, *, step: int, block: int, lo: int, hi: int, step_in_block: int,
+              length: int) -> StepInfo:
+    """What an attention method is told about one call (see ``StepInfo``)."""
+    fixed = strategy.block_layout(lo, hi, length) if strategy.uses_kv else None
+    return StepInfo(step=step, block=block, block_lo=lo, block_hi=hi, step_in_block=step_in_block,
+                    refresh=plan.full and strategy.uses_kv, cached=not plan.full,
+                    fresh=None if fixed is None else fixed[0], static=None if fixed is None else fixed[1])
+
+
+def rows_mask(rows: Rows, batch: int, length: int, device: torch.device) -> torch.Tensor:
+    """bool [B, L]: the canvas rows a forward computes."""
+    if rows is None:
+        return torch.ones(batch, length, dtype=torch.bool, device=device)
+    out = torch.zeros(batch, length, dtype=torch.bool, device=device)
+    if isinstance(rows, tuple):
+        out[:, rows[0] : rows[1]] = True
+    else:
+        out.scatter_(1, rows.to(device), True)
+    return out
+
+
+def rows_count(rows: Rows, length: int) -> int:
+    if rows is None:
+        return length
+    if isinstance(rows, tuple):
+        return rows[1] - rows[0]
+    return int(rows.shape[1])
+
+
+class StepRunner:
+    """Runs the planned forward of each step and keeps the KV cache and the step records.
+
+    ``logits(want)`` returns the logits predicting the tokens at the ``want`` positions (bool [B, L]),
+    one row per True entry in row-major order: with shifted logits (Dream) position p is predicted by
+    canvas row p - 1, which the plan must have computed (a strategy error otherwise). ``own_row_at``
+    reproduces Fast-dLLM's Dream block code, which shifts the logits inside the computed slice, so the
+    slice's first position is predicted by its own row.
+    """
+
+    def __init__(self, model: DiffusionLM, strategy: CacheStrategy, attention: AttentionMethod | None,
+                 attention_mask: torch.Tensor | None, canvas_length: int, block: int | None = None) -> None:
+        self.model = model
+        self.strategy = strategy
+        self.attention = attention
+        self.attention_mask = attention_mask
+        self.kv = KVCache(canvas_length) if strategy.uses_kv else None
+        self.block = block
+        self.records: list[StepRecord] = []
+        self.cache_bytes = 0
+        self.shift = 1 if model.args.shift_logits else 0
+        self._h: torch.Tensor | None = None
+        self._plan: StepPlan | None = None
+
+    def forward(self, x: torch.Tensor, plan: StepPlan, where: StepInfo) -> None:
+        if self.attention is not None:
+            self.attention.set_step(where.step, where)
+        self._plan = plan
+        use_cache = self.kv is not None
+        self._h = self.model.hidden_states(
+            x, self.attention, self.attention_mask, rows=plan.rows, cache=self.kv if use_cache else None,
+            key_len=plan.key_len, block=self.block,
+        )
+        if self.kv is not None:
+            self.cache_bytes = max(self.cache_bytes, self.kv.nbytes())
+        self.records.append(StepRecord("full" if plan.full else "cached", rows_count(plan.rows, x.shape[1])))
+
+    def computed(self, x: torch.Tensor) -> torch.Tensor:
+        """bool [B, L]: positions whose prediction the last forward computed."""
+        assert self._plan is not None
+        fed = rows_mask(self._plan.rows, x.shape[0], x.shape[1], x.device)
+        if self.shift:
+            fed = torch.cat([fed[:, :1], fed[:, :-1]], dim=1)
+        return fed
+
+    def logits(self, want: torch.Tensor, own_row_at: int | None = None) -> torch.Tensor:
+        assert self._h is not None and self._plan is not None
+        rows = self._plan.rows
+        b, p = want.nonzero(as_tuple=True)
+        src = (p - self.shift).clamp(min=0)
+        if own_row_at is not None:
+            src = torch.where(p == own_row_at, p, src)
+        if rows is None:
+            j = src
+        elif isinstance(rows, tuple):
+            j = src - rows[0]
+            if bool(((j < 0) | (j >= rows[1] - rows[0])).any()):
+                raise RuntimeError(f"cache strategy {self.strategy.name!r} did not compute a row a prediction needs")
+        else:
+            B, L = want.shape
+            inv = torch.full((B, L), -1, dtype=torch.long, device=want.device)
+            inv.scatter_(1, rows, torch.arange(rows.shape[1], device=want.device)[None].expand(B, -1))
+            j = inv[b, src]
+            if bool((j < 0).any()):
+                raise RuntimeError(f"cache strategy {self.strategy.name!r} did not compute a row a prediction needs")
+        return self.model.head(self._h[b, j])
+
+    def committed(self, n: int) -> None:
+        self.records[-1].committed = n

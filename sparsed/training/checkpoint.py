@@ -1,4 +1,4 @@
-"""Checkpoints of a training run: the resumable state and the LLaDA-layout inference export.
+"""Checkpoints of a training run: the resumable state and the inference export (the family's layout).
 
 Both are written next to their final name and renamed into place, so a run killed mid-write (SIGKILL,
 time limit, preemption) always leaves the previous complete checkpoint behind.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsed.models.loading import save_llada_checkpoint
+from sparsed.models.loading import save_checkpoint
 from sparsed.models.transformer import DiffusionLM
 
 STATE_FILE = "train_state.pt"
@@ -62,7 +62,7 @@ def export_inference(
     model: DiffusionLM, out: Path, tokenizer_dir: Path, extra_config: dict[str, Any] | None = None,
     dtype: torch.dtype = torch.bfloat16,
 ) -> Path:
-    """Write out/model: LLaDA-layout config.json + model.safetensors (``dtype``) + the tokenizer files.
+    """Write out/model: config.json + model.safetensors in the model family's layout (LLaDA or SDAR, ``dtype``) + tokenizer files.
 
     Built in out/model.tmp and swapped in, so ``load_model(out/model)`` always finds a whole checkpoint.
     """
@@ -77,7 +77,7 @@ def export_inference(
     export.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     export = export.to(dtype=dtype)
     cfg = {"torch_dtype": str(dtype).removeprefix("torch.")} | (extra_config or {})
-    save_llada_checkpoint(export, tmp, cfg)
+    save_checkpoint(export, tmp, cfg)
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
             shutil.copy2(tokenizer_dir / name, tmp / name)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from sparsed.data.ruler.budget import prompt_ids
+from sparsed.data.ruler.budget import prompt_ids, sample_ids
 
 log = logging.getLogger("sparsed")
 
@@ -387,8 +387,9 @@ class BatchMaker:
     def _ruler(self, task: str, length: int, gen: int, seed: int, n: int) -> list[dict[str, Any]]:
         assert self.ruler is not None
         kwargs: dict[str, Any] = {}
+        # Training samples are never reused (no cache) and fill their canvas: the tight fill, not RULER's.
         optional = {"gen_length": gen, "haystack": self._haystack(task, seed), "essay_path": self.cfg.essay_path,
-                    "chat_template": True, "use_cache": False}  # training samples are never reused: no cache
+                    "chat_template": True, "use_cache": False, "fill": "tight"}
         for key, value in optional.items():
             if key in self._ruler_params and value is not None:
                 kwargs[key] = value
@@ -401,7 +402,7 @@ class BatchMaker:
             return []
         out = []
         for i, sample in enumerate(samples):
-            prompt = render_prompt_ids(self.tok, sample["input"], sample.get("answer_prefix", ""))
+            prompt = sample_ids(self.tok, sample)
             answer = self._answer_ids(sample["outputs"])
             over = len(prompt) + len(answer) - length
             if over > 0:  # a long answer (uuids, many values) on a short gen region: a smaller haystack
@@ -409,7 +410,7 @@ class BatchMaker:
                     sample = self._ruler(task, length - over, gen, seed + 1 + i, 1)[0]
                 except ValueError:
                     continue
-                prompt = render_prompt_ids(self.tok, sample["input"], sample.get("answer_prefix", ""))
+                prompt = sample_ids(self.tok, sample)
                 answer = self._answer_ids(sample["outputs"])
                 if len(prompt) + len(answer) > length:
                     continue

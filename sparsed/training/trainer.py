@@ -1,11 +1,15 @@
-"""The training loop of the project's small LLaDA-architecture model (CLI: scripts/train_small_dlm.py).
+"""The training loop of the project's small diffusion LMs (CLI: scripts/train_small_dlm.py).
+
+Two objectives: ``masked`` trains the LLaDA architecture with LLaDA's SFT loss (``loss``); ``block``
+trains the SDAR architecture (Qwen3 layout, q/k norm, GQA) with SDAR's block-diffusion objective
+(``block_loss``: block-causal attention over ``[x_t ; x_0]``) and exports an SDAR-layout checkpoint.
 
 AdamW with linear warmup and cosine decay, gradient clipping, bf16 autocast on CUDA (fp32 master
 weights), optional ``torch.compile`` of the transformer body, batches from ``sparsed.training.data``
 built by DataLoader workers. A run lives in one folder:
 
     train_state.pt     resumable state (model, optimizer, step, RNG), written atomically
-    model/             LLaDA-layout inference checkpoint (bf16) + tokenizer files, loadable by load_model
+    model/             inference checkpoint (bf16, LLaDA or SDAR layout) + tokenizer files, loadable by load_model
     log.jsonl          one line per logged step: step, loss, lr, tokens/s, elapsed, ...
     train_config.json  the settings and the model size
     loss.png           the loss curve (when matplotlib is installed)
@@ -33,6 +37,7 @@ from sparsed.models.loading import resolve_device
 from sparsed.models.transformer import DiffusionLM, ModelArgs
 from sparsed.tokenizer import load_tokenizer, project_tokenizer_path
 from sparsed.training import checkpoint as ckpt
+from sparsed.training.block_loss import block_diffusion_loss
 from sparsed.training.data import Batch, DataConfig, StepDataset
 from sparsed.training.loss import mask_answers, sft_loss
 
@@ -46,6 +51,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "small": {"dim": 256, "n_layers": 8, "n_heads": 8, "ffn_dim": 896},
     "tiny": {"dim": 64, "n_layers": 2, "n_heads": 4, "ffn_dim": 128},  # smoke tests
 }
+OBJECTIVES = ("masked", "block")
 
 
 @dataclass
@@ -61,6 +67,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     mask_eps: float = 1e-3
     pretrain_frac: float = 0.5  # rows trained with LLaDA's pretraining objective (prompt masked too)
+    objective: str = "masked"  # masked (LLaDA architecture and SFT loss) | block (SDAR architecture and objective)
+    block_size: int = 4  # block of the block-diffusion objective (SDAR's training block_size)
+    # More blocks: step s trains with block_sizes[s % n], so one model serves several inference blocks
+    # (LoSA runs its models at 16, SDAR ships 4). Empty: block_size only.
+    block_sizes: tuple[int, ...] = ()
     seed: int = 0
     preset: str = "small"
     model: dict[str, int] = field(default_factory=dict)  # overrides of the preset (dim, n_layers, ...)
@@ -80,21 +91,33 @@ class TrainConfig:
     progress: bool = True
 
 
+def block_at(cfg: TrainConfig, step: int) -> int:
+    """The block-diffusion block of training step ``step`` (round-robin over ``block_sizes``; a function of
+    the step only, so a resumed run trains the same blocks)."""
+    return cfg.block_sizes[step % len(cfg.block_sizes)] if cfg.block_sizes else cfg.block_size
+
+
 def model_args(cfg: TrainConfig, tokenizer: Any) -> ModelArgs:  # noqa: ANN401
     if cfg.preset not in PRESETS:
         raise ValueError(f"preset={cfg.preset!r}; choose one of {sorted(PRESETS)}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective={cfg.objective!r}; choose one of {OBJECTIVES}")
+    if cfg.block_size < 1 or any(b < 1 for b in cfg.block_sizes):
+        raise ValueError(f"block_size={cfg.block_size}, block_sizes={cfg.block_sizes}: every block must be >= 1")
     size = PRESETS[cfg.preset] | cfg.model
     mask = tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
     if mask is None or mask == tokenizer.unk_token_id:
         raise ValueError("the tokenizer has no <|mdm_mask|> token")
-    return ModelArgs(
-        arch="llada", vocab_size=len(tokenizer), dim=size["dim"], n_layers=size["n_layers"],
-        n_heads=size["n_heads"], n_kv_heads=size.get("n_kv_heads", size["n_heads"]), ffn_dim=size["ffn_dim"],
-        norm_eps=1e-5, rope_theta=cfg.rope_theta, qkv_bias=False, mask_token_id=int(mask),
-        eos_token_id=int(tokenizer.eos_token_id),
+    common = dict(
+        vocab_size=len(tokenizer), dim=size["dim"], n_layers=size["n_layers"], n_heads=size["n_heads"],
+        n_kv_heads=size.get("n_kv_heads", size["n_heads"]), ffn_dim=size["ffn_dim"], rope_theta=cfg.rope_theta,
+        qkv_bias=False, mask_token_id=int(mask), eos_token_id=int(tokenizer.eos_token_id),
         pad_token_id=int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id),
-        rope_in_fp32=True, max_length=max(cfg.data.lengths),
     )
+    if cfg.objective == "block":  # SDAR's architecture (its config.json values where a size does not decide)
+        return ModelArgs(arch="sdar", norm_eps=1e-6, rope_in_fp32=False, qk_norm=True, block_causal=True,
+                         norm_weight_fp32=True, head_dim_override=size["dim"] // size["n_heads"], **common)
+    return ModelArgs(arch="llada", norm_eps=1e-5, rope_in_fp32=True, max_length=max(cfg.data.lengths), **common)
 
 
 def param_count(model: torch.nn.Module) -> int:
@@ -211,9 +234,25 @@ class Trainer:
         from sparsed.models.loading import load_model
 
         start = load_model(path, device="cpu", dtype="fp32")
+        if start.args.arch != self.args.arch:
+            self._warm_start(path, start)
+            return
         if dataclasses.replace(start.args, max_length=self.args.max_length) != self.args:  # the context may grow
             raise ValueError(f"--init-from {path}: its architecture {start.args} differs from this run's {self.args}")
         self.model.load_state_dict(start.state_dict())
+
+    def _warm_start(self, path: str, start: DiffusionLM) -> None:
+        """Another family's weights (the bidirectional small model into a block-diffusion one): every tensor
+        the two share by name must match in shape; the rest (q/k norms) keep their fresh values (gains of 1,
+        so the normalised q/k start as the source's directions)."""
+        ours, theirs = self.model.state_dict(), start.state_dict()
+        for name, t in theirs.items():
+            if name not in ours or ours[name].shape != t.shape:
+                raise ValueError(f"--init-from {path}: {name} {tuple(t.shape)} does not fit this run's model "
+                                 f"({tuple(ours[name].shape) if name in ours else 'absent'}); use the same size preset")
+        missing = self.model.load_state_dict(theirs, strict=False).missing_keys
+        log.info("warm start from %s (%s -> %s): %d tensors copied, %d fresh: %s", path, start.args.arch,
+                 self.args.arch, len(theirs), len(missing), ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
 
     @property
     def n_params(self) -> int:
@@ -243,7 +282,12 @@ class Trainer:
         ckpt.save_state(self.out, self.state())
 
     def export(self) -> Path:
-        extra = {"training": {"step": self.step, "tokens_seen": self.tokens_seen, "n_params": self.n_params}}
+        extra = {"training": {"step": self.step, "tokens_seen": self.tokens_seen, "n_params": self.n_params,
+                              "objective": self.cfg.objective}}
+        if self.cfg.objective == "block":
+            extra["block_size"] = self.cfg.block_size  # as SDAR's config.json states its training block
+            if self.cfg.block_sizes:
+                extra["training"]["block_sizes"] = list(self.cfg.block_sizes)
         return ckpt.export_inference(self.model, self.out, self.tok_dir, extra)
 
     def _run_time(self) -> float:
@@ -265,7 +309,10 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            out = sft_loss(self.model, ids, noised, self.hidden_fn)
+            if cfg.objective == "block":
+                out = block_diffusion_loss(self.model, ids, noised, block_at(cfg, batch.step), self.hidden_fn)
+            else:
+                out = sft_loss(self.model, ids, noised, self.hidden_fn)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

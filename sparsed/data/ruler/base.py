@@ -24,6 +24,8 @@ class Draft:
     input: str
     answer_prefix: str
     outputs: list[str]
+    preamble: str = ""  # rendered text before the (chat-wrapped) input; see budget.render_prompt
+    notes: tuple[str, ...] = ()  # where this sample departs from RULER's for lack of data
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Builder:
     build: Callable[[int], Draft]
     min_size: int
     max_size: int = MAX_SIZE
+    # The prompt RULER measures tokens per unit on, where it is not the sample itself (vt leaves
+    # out its worked example there); None = ``build``.
+    estimate: Callable[[int], Draft] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class TaskContext:
     haystack: str | None = None
     essay_path: str | None = None
     qa_path: str | None = None
+    fill: str = "official"  # see sparsed.data.ruler.fill
+    cwe_words_path: str | None = None  # RULER's second cwe word list (english_words.json)
 
     def rng(self, index: int, stream: str) -> random.Random:
         return sample_rng(self.task, self.seed, index, stream)

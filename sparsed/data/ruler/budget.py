@@ -4,12 +4,13 @@ Every RULER task builds its prompt from a size parameter (noise sentences, essay
 documents, ...). ``fit_size`` finds the largest size whose rendered prompt fits the token
 budget with a handful of exact tokenisations: token counts grow almost linearly with the
 size, so secant steps land within a unit or two of the answer and a short bracket search
-finishes it. This replaces RULER's plain bisection, which tokenises the full prompt ~20 times.
+finishes it. It serves the ``tight`` fill; RULER's own search-and-step sizing, the default,
+is in ``sparsed.data.ruler.fill``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +31,35 @@ def uses_chat_template(tokenizer: Any, chat_template: bool = True) -> bool:
     return bool(chat_template and getattr(tokenizer, "chat_template", None))
 
 
-def render_prompt(tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True) -> RenderedPrompt:
+def render_prompt(
+    tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True, preamble: str = ""
+) -> RenderedPrompt:
     """Chat-wrap ``user_text`` (when asked and available) and append the answer prefix.
 
     The answer prefix goes after the assistant header, as in RULER, so the model continues it.
     A rendered chat template already contains its special tokens (BOS included where the
     template has one), so it is tokenised without adding more; a raw prompt gets them added.
+    ``preamble`` is text that precedes the wrapped prompt as it is (already rendered): RULER's
+    cwe puts its worked example there, wrapped in a chat turn of its own.
     """
     if uses_chat_template(tokenizer, chat_template):
         wrapped = tokenizer.apply_chat_template(
             [{"role": "user", "content": user_text}], add_generation_prompt=True, tokenize=False
         )
-        return RenderedPrompt(wrapped + answer_prefix, add_special_tokens=False)
-    return RenderedPrompt(user_text + answer_prefix, add_special_tokens=True)
+        return RenderedPrompt(preamble + wrapped + answer_prefix, add_special_tokens=False)
+    return RenderedPrompt(preamble + user_text + answer_prefix, add_special_tokens=True)
+
+
+def render_sample(tokenizer: Any, sample: Mapping[str, Any], chat_template: bool = True) -> RenderedPrompt:
+    """The prompt of a generated sample (``input``, ``answer_prefix`` and, for cwe, ``preamble``)."""
+    return render_prompt(
+        tokenizer, sample["input"], sample.get("answer_prefix", ""), chat_template, sample.get("preamble", "")
+    )
+
+
+def sample_ids(tokenizer: Any, sample: Mapping[str, Any], chat_template: bool = True) -> list[int]:
+    """The token ids the model is fed for a generated sample: exactly what the budget counted."""
+    return encode_rendered(tokenizer, render_sample(tokenizer, sample, chat_template))
 
 
 def encode_rendered(tokenizer: Any, rendered: RenderedPrompt) -> list[int]:
@@ -53,14 +70,18 @@ def count_tokens(tokenizer: Any, rendered: RenderedPrompt) -> int:
     return len(encode_rendered(tokenizer, rendered))
 
 
-def prompt_ids(tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True) -> list[int]:
+def prompt_ids(
+    tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True, preamble: str = ""
+) -> list[int]:
     """The token ids the model is fed for this prompt: exactly what the budget counted."""
-    return encode_rendered(tokenizer, render_prompt(tokenizer, user_text, answer_prefix, chat_template))
+    return encode_rendered(tokenizer, render_prompt(tokenizer, user_text, answer_prefix, chat_template, preamble))
 
 
-def count_prompt_tokens(tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True) -> int:
+def count_prompt_tokens(
+    tokenizer: Any, user_text: str, answer_prefix: str = "", chat_template: bool = True, preamble: str = ""
+) -> int:
     """Number of tokens the model is fed for this prompt (before generation)."""
-    return count_tokens(tokenizer, render_prompt(tokenizer, user_text, answer_prefix, chat_template))
+    return count_tokens(tokenizer, render_prompt(tokenizer, user_text, answer_prefix, chat_template, preamble))
 
 
 def fit_size(

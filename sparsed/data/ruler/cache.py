@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when generation changes in a way that alters samples, to invalidate old caches.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _FINGERPRINTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
@@ -61,6 +61,14 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def text_fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """Content hash of a data file (a missing file hashes as such; reading it fails later, clearly)."""
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:16]
+    except OSError:
+        return f"missing:{os.fspath(path)}"
 
 
 def cache_file(root: Path, key: dict[str, Any], tokenizer: Any) -> Path:

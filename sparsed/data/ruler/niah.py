@@ -4,6 +4,9 @@ A needle is "One of the special magic {values} for {key} is: {value}."; keys and
 words (adjective-noun), 7-digit numbers or uuids. The haystack is RULER's noise sentences,
 Paul Graham essays, or (multikey_2/3) more needles with other keys. The question asks for
 the values of one or more keys; the gold outputs are all of those values.
+
+Keys, values and distractor needles are independent draws, as in RULER: nothing forces them to
+be distinct, so (rarely) two keys coincide or a distractor reuses the queried key.
 """
 
 from __future__ import annotations
@@ -55,16 +58,6 @@ CONFIGS: dict[str, NiahConfig] = {
 }
 
 
-def _distinct(rng: random.Random, kind: str, count: int, taken: set[str]) -> list[str]:
-    out: list[str] = []
-    while len(out) < count:
-        item = hs.random_needle(rng, kind)
-        if item not in taken:
-            taken.add(item)
-            out.append(item)
-    return out
-
-
 def _join_queries(queries: list[str]) -> str:
     if len(queries) == 1:
         return queries[0]
@@ -85,9 +78,11 @@ def prepare(config: NiahConfig) -> Callable[[TaskContext], Callable[[int], Build
 def _builder(ctx: TaskContext, config: NiahConfig, kind: str, words: tuple[str, ...], index: int) -> Builder:
     rng = ctx.rng(index, "needles")
     num_keys = max(config.num_keys, config.num_queries)  # every query needs its own key
-    taken: set[str] = set()
-    keys = _distinct(rng, config.key_type, num_keys, taken)
-    values = [_distinct(rng, config.value_type, config.num_values, taken) for _ in keys]
+    keys: list[str] = []
+    values: list[list[str]] = []
+    for _ in range(num_keys):  # RULER's draw order: a key, then its values
+        keys.append(hs.random_needle(rng, config.key_type))
+        values.append([hs.random_needle(rng, config.value_type) for _ in range(config.num_values)])
     needles = [NEEDLE.format(kind=config.value_type, key=k, value=v) for k, vs in zip(keys, values, strict=True) for v in vs]
     rng.shuffle(needles)
     depths = rng.sample(hs.DEPTHS, len(needles))
@@ -101,11 +96,13 @@ def _builder(ctx: TaskContext, config: NiahConfig, kind: str, words: tuple[str, 
     template = TEMPLATE_PLURAL if plural else TEMPLATE_SINGULAR
     prefix = (PREFIX_PLURAL if plural else PREFIX_SINGULAR).format(kind=value_kind, query=query)
 
-    distractors = _DistractorNeedles(ctx.rng(index, "haystack"), config, set(keys))
+    distractors = _DistractorNeedles(ctx.rng(index, "haystack"), config)
 
     def build(size: int) -> Draft:
+        notes: tuple[str, ...] = ()
         if kind == "essay":
             context = hs.insert_at_depths(hs.essay_text(words, size), needles, depths)
+            notes = hs.essay_notes(words, size, ctx.essay_path)
         else:
             lines = [hs.NOISE] * size if kind == "noise" else distractors.first(size)
             # Insert from the back so earlier positions stay valid (ties keep needle order).
@@ -114,23 +111,22 @@ def _builder(ctx: TaskContext, config: NiahConfig, kind: str, words: tuple[str, 
                 lines.insert(pos, needle)
             context = "\n".join(lines)
         text = template.format(kind=value_kind, context=context, query=query)
-        return Draft(text, prefix, list(answers))
+        return Draft(text, prefix, list(answers), notes=notes)
 
     return Builder(build, min_size=0)
 
 
 class _DistractorNeedles:
-    """Needle-shaped haystack lines with other keys, drawn lazily so sizes share a prefix."""
+    """Needle-shaped haystack lines with random keys, drawn lazily so sizes share a prefix."""
 
-    def __init__(self, rng: random.Random, config: NiahConfig, real_keys: set[str]) -> None:
+    def __init__(self, rng: random.Random, config: NiahConfig) -> None:
         self._rng = rng
         self._config = config
-        self._taken = set(real_keys)
         self._lines: list[str] = []
 
     def first(self, count: int) -> list[str]:
         while len(self._lines) < count:
-            key = _distinct(self._rng, self._config.key_type, 1, self._taken)[0]
+            key = hs.random_needle(self._rng, self._config.key_type)
             value = hs.random_needle(self._rng, self._config.value_type)
             self._lines.append(NEEDLE.format(kind=self._config.value_type, key=key, value=value))
         return self._lines[:count]

@@ -1,9 +1,11 @@
 """Variable tracking (RULER's ``vt``): follow a chain of assignments through noise.
 
-A chain is "VAR A = 12345", "VAR B = VAR A", ... (``num_hops`` hops, 5-letter names); the
-question asks for every variable that ends up holding the chain's value. As in RULER, the
-prompt starts with one worked example (3-letter names, its own noise sized to ~500 tokens)
-so the model sees the expected answer format.
+A chain is "VAR A = 12345", "VAR B = VAR A ", ... (``num_hops`` hops, 5-letter names; RULER's
+hop lines end in a space, kept here, except in an essay where each line becomes a sentence);
+the question asks for every variable that ends up holding the chain's value. As in RULER, the
+prompt starts with one worked example (3-letter names, its prompt sized to at most 500 tokens
+before the answer is appended after a space, hence RULER's "they are:  DRX ...") so the model
+sees the expected answer format.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparsed.data.ruler import fill as fills
 from sparsed.data.ruler import haystack as hs
 from sparsed.data.ruler.base import Builder, Draft, TaskContext
 from sparsed.data.ruler.budget import fit_size
@@ -25,7 +28,7 @@ PREFIX = (
     " Answer: According to the chain(s) of variable assignment in the text above, "
     "{num_v} variables are assigned the value {query}, they are: "
 )
-FEWSHOT_TOKENS = 500  # RULER sizes its in-context example to 500 tokens
+FEWSHOT_TOKENS = 500  # RULER sizes its in-context example (before the answer) to 500 tokens
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def _chains(rng: random.Random, num_chains: int, num_hops: int, name_len: int) -
         chain = names[c * (num_hops + 1) : (c + 1) * (num_hops + 1)]
         value = str(rng.randint(10000, 99998))
         statements = [f"VAR {chain[0]} = {value}"]
-        statements += [f"VAR {chain[j + 1]} = VAR {chain[j]}" for j in range(num_hops)]
+        statements += [f"VAR {chain[j + 1]} = VAR {chain[j]} " for j in range(num_hops)]
         all_vars.append(chain)
         all_statements.append(statements)
         values.append(value)
@@ -84,7 +87,7 @@ def _render(
     depths: list[int],
 ) -> str:
     if kind == "essay":
-        return hs.insert_at_depths(hs.essay_text(words, size), [s + "." for s in flat], depths)
+        return hs.insert_at_depths(hs.essay_text(words, size), [s.strip() + "." for s in flat], depths)
     lines = [hs.NOISE] * size
     # Sorted by (position, chain, order) then inserted back to front keeps chain order.
     placed = sorted(((int(f * (size + 1)), c, i, s) for i, (f, c, s) in enumerate(noise_slots)))
@@ -105,24 +108,36 @@ def prepare(config: VtConfig) -> Callable[[TaskContext], Callable[[int], Builder
     return prepare_task
 
 
-def _example(rng: random.Random, config: VtConfig, kind: str, words: tuple[str, ...], size: int) -> str:
-    """The worked example: RULER's prompt for a short chain, followed by its answer."""
+def _example(rng: random.Random, config: VtConfig, kind: str, words: tuple[str, ...], size: int) -> tuple[str, str]:
+    """The worked example: RULER's prompt for a short chain (raw, no chat template) and its answer."""
     hops = min(10, config.num_hops)
     chain_vars, statements, values = _chains(rng, config.num_chains, hops, name_len=3)
     context = _render(kind, size, words, *_layout(rng, statements))
     text = TEMPLATE.format(context=context, query=values[0]) + PREFIX.format(num_v=hops + 1, query=values[0])
-    return text + " ".join(chain_vars[0])
+    return text, " ".join(chain_vars[0])
 
 
 def _fewshot_size(ctx: TaskContext, config: VtConfig, kind: str, words: tuple[str, ...]) -> int:
-    """Haystack size of the example so that it takes ~FEWSHOT_TOKENS tokens (raw text)."""
+    """Haystack size of the example so that its prompt (without the answer) fits FEWSHOT_TOKENS."""
     tok = ctx.tokenizer
 
-    def count(size: int) -> int:
-        text = _example(ctx.rng(-1, "fewshot"), config, kind, words, size)
-        return len(tok.encode(text, add_special_tokens=False))
+    def example_builder(index: int) -> Builder:
+        def build(size: int) -> Draft:
+            text, answer = _example(ctx.rng(index, "fewshot"), config, kind, words, size)
+            return Draft(text, "", [answer])
 
-    return fit_size(count, FEWSHOT_TOKENS, min_size=0, max_size=10_000)[0]
+        return Builder(build, min_size=0, max_size=10_000)
+
+    def tokens(draft: Draft) -> int:
+        return len(tok.encode(draft.input, add_special_tokens=False))
+
+    if ctx.fill == "official":
+        rule = fills.vt_example_rule(kind)
+        base = fills.official_base(rule, lambda k: example_builder(-(k + 1)), tokens, FEWSHOT_TOKENS, FEWSHOT_TOKENS)
+        example = example_builder(-1)
+        return fills.step_down(example, lambda size: tokens(example.build(size)), base, rule.step, FEWSHOT_TOKENS)[0]
+    example = example_builder(-1)
+    return fit_size(lambda size: tokens(example.build(size)), FEWSHOT_TOKENS, min_size=0, max_size=10_000)[0]
 
 
 def _builder(
@@ -138,12 +153,19 @@ def _builder(
     layout = _layout(rng, statements)
     example = ""
     if fewshot_size is not None:
-        example = _example(ctx.rng(index, "fewshot"), config, kind, words, fewshot_size) + "\n\n"
+        text, answer = _example(ctx.rng(index, "fewshot"), config, kind, words, fewshot_size)
+        example = text + " " + answer + "\n\n"  # RULER: the answer after a space, a blank line, the task
     query = values[0]
     prefix = PREFIX.format(num_v=config.num_hops + 1, query=query)
 
-    def build(size: int) -> Draft:
-        context = _render(kind, size, words, *layout)
-        return Draft(example + TEMPLATE.format(context=context, query=query), prefix, list(chain_vars[0]))
+    def task_text(size: int) -> str:
+        return TEMPLATE.format(context=_render(kind, size, words, *layout), query=query)
 
-    return Builder(build, min_size=0)
+    def build(size: int) -> Draft:
+        notes = hs.essay_notes(words, size, ctx.essay_path) if kind == "essay" else ()
+        return Draft(example + task_text(size), prefix, list(chain_vars[0]), notes=notes)
+
+    def estimate(size: int) -> Draft:  # RULER measures tokens per line without the example
+        return Draft(task_text(size), prefix, list(chain_vars[0]))
+
+    return Builder(build, min_size=0, estimate=estimate)

@@ -1,0 +1,1 @@
+"""One module per attention method; each defines ``METHOD = MethodSpec(...)`` (see ``..registry``)."""

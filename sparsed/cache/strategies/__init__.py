@@ -1,0 +1,1 @@
+"""One module per cache method; each defines ``CACHES = [CacheSpec(...), ...]`` (see ``..registry``)."""
