@@ -1,4 +1,4 @@
-"""Block-sparse attention kernels (Flex / FA4 / masked SDPA) from a block-level selection grid.
+"""Block-sparse attention kernels (Flex / FA4 / masked SDPA / CPU gather) from a block-level selection grid.
 
 Everything takes q [B, Hq, L, D] and k, v [B, Hkv, L, D] (GQA when Hq > Hkv) and returns [B, Hq, L, D].
 The dense kernels live in ``dense_kernels`` (re-exported here for the existing callers).
@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from sparsed.attention.cpu_block_sparse import gather_block_sparse_attention
 from sparsed.attention.dense_kernels import (  # noqa: F401 - re-exported
     DENSE_BACKENDS,
     SDPA_BACKENDS,
@@ -69,28 +70,39 @@ def _grid_mask_mod(grid: torch.Tensor, block_size: int, valid_len: torch.Tensor 
 
 
 def build_block_mask(grid: torch.Tensor, block_size: int, length: int, valid_len: torch.Tensor | None = None,
-                     mask_mod: Callable | None = None):  # noqa: ANN201 - a flex BlockMask
+                     mask_mod: Callable | None = None, full_blocks: bool = True):  # noqa: ANN201 - a flex BlockMask
     """A FlexAttention ``BlockMask`` straight from the block grid (``BlockMask.from_kv_blocks``).
 
     Selected blocks are "full" blocks, so no per-element function runs inside them. With right
     padding (``valid_len`` [B]), the blocks that straddle a row's end become partial blocks whose
     ``mask_mod`` hides the padding, and blocks past the end are dropped.
+
+    ``full_blocks=False`` lists every selected block as a partial block instead (its ``mask_mod`` is the
+    padding mask, or none): inductor's CPU flex template does not build without partial-block lists
+    (torch 2.13: "kv_indices was not declared"), and a trivial mask is cheap there.
     """
     from torch.nn.attention.flex_attention import BlockMask
 
     nb = math.ceil(length / block_size)
     if valid_len is None:
         counts, idx = grid_to_kv_layout(grid)
+        if not full_blocks:
+            return BlockMask.from_kv_blocks(counts, idx, None, None, BLOCK_SIZE=(block_size, block_size),
+                                            mask_mod=mask_mod, seq_lengths=(length, length))
         part_cnt, part_idx, full_cnt, full_idx = torch.zeros_like(counts), idx, counts, idx
     else:
         block_start = torch.arange(nb, device=grid.device) * block_size
         vl = valid_len.to(grid.device)[:, None, None, None]
+        if mask_mod is None:
+            mask_mod = _padding_mask_mod(valid_len.to(grid.device))
+        if not full_blocks:
+            counts, idx = grid_to_kv_layout(grid & (block_start < vl))
+            return BlockMask.from_kv_blocks(counts, idx, None, None, BLOCK_SIZE=(block_size, block_size),
+                                            mask_mod=mask_mod, seq_lengths=(length, length))
         inside = grid & (block_start + block_size <= vl)  # wholly before the row's end
         straddle = grid & (block_start < vl) & (block_start + block_size > vl)
         full_cnt, full_idx = grid_to_kv_layout(inside)
         part_cnt, part_idx = grid_to_kv_layout(straddle)
-        if mask_mod is None:
-            mask_mod = _padding_mask_mod(valid_len.to(grid.device))
     return BlockMask.from_kv_blocks(
         part_cnt, part_idx, full_cnt, full_idx,
         BLOCK_SIZE=(block_size, block_size), mask_mod=mask_mod, seq_lengths=(length, length),
@@ -119,7 +131,7 @@ def flex_block_sparse(
     mm = None
     if not use_compile:
         mm = _grid_mask_mod(grid, block_size, None if valid_len is None else valid_len.to(q.device))
-    bm = build_block_mask(grid, block_size, L, valid_len, mm)
+    bm = build_block_mask(grid, block_size, L, valid_len, mm, full_blocks=q.is_cuda or not use_compile)
     enable_gqa = q.shape[1] != k.shape[1]
     kernel_options = None
     if q.is_cuda and block_size < 128:
@@ -183,10 +195,10 @@ def block_sparse_attention(
 ) -> torch.Tensor:
     if kernel == "flex":
         if not q.is_cuda and not compile:
-            # On the CPU, eager flex is a per-element reference (15x slower than masked SDPA at 2k tokens)
-            # and inductor's CPU flex kernel fails to build for a mask without partial blocks (torch 2.13),
-            # so the same block-sparse attention runs as masked SDPA there.
-            return sdpa_block_sparse(q, k, v, grid, block_size, valid_len)
+            # On the CPU the default is the gather kernel: unmasked SDPA over each query block's kept key
+            # blocks, no compilation. Eager flex is a per-element reference and compiled CPU flex costs a
+            # few seconds of inductor build per sequence length for no speed advantage (bench_cpu_attention).
+            return gather_block_sparse_attention(q, k, v, grid, block_size, valid_len)
         return flex_block_sparse(q, k, v, grid, block_size, valid_len, compile)
     if kernel == "fa4" and valid_len is None:
         return fa4_block_sparse(q, k, v, grid, block_size)

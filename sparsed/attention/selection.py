@@ -12,7 +12,7 @@ that later steps attend to. Two rule sets:
   ``ceil(select * n)`` blocks among prompt blocks and, separately, among generation blocks (a block that
   straddles the boundary is a candidate in both).
 
-Only one query block's scores ([B, Hq, bs, L]) exist at any time.
+Only one query block's scores ([B, Hq, bs, L]) exist at any time (none at all in the fused kernels).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from sparsed.attention.estimator_cpu import block_mass_flash_cpu, flash_mass_supported
 
 COMPAT_MODES = ("reference", "paper")
 
@@ -62,7 +64,9 @@ def _row_probs(q_blk: torch.Tensor, k: torch.Tensor, scale: float, n_rep: int) -
     B, Hq, R, D = q_blk.shape
     Hkv = k.shape[1]
     qg = q_blk.reshape(B, Hkv, n_rep * R, D)  # GQA without materialising repeated keys
-    s = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
+    s = torch.matmul(qg, k.transpose(-1, -2))
+    # scale in place when the product is already a fresh fp32 tensor (no extra score-sized allocation)
+    s = s.mul_(scale) if s.dtype == torch.float32 else s.float() * scale
     return torch.softmax(s, dim=-1).reshape(B, Hq, R, -1)
 
 
@@ -87,12 +91,17 @@ def block_mass_torch(q: torch.Tensor, k: torch.Tensor, scale: float, block_size:
 
 def block_mass(q: torch.Tensor, k: torch.Tensor, scale: float, block_size: int,
                pool_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Fused Triton kernel on CUDA (two passes over the keys, no score matrix in memory), PyTorch elsewhere."""
+    """Fused kernels where they exist: Triton on CUDA, PyTorch's flash kernel for fp32 on the CPU.
+
+    Neither keeps a score matrix in memory; elsewhere (other dtypes, no kernel) the explicit softmax runs.
+    """
     if q.is_cuda:
         from sparsed.attention.estimator_triton import block_mass_triton, triton_available
 
         if triton_available() and q.shape[-1] in (32, 64, 128, 256) and block_size >= 16:
             return block_mass_triton(q, k, scale, block_size, round_bf16=pool_dtype == torch.bfloat16)
+    elif flash_mass_supported(q, k, pool_dtype):
+        return block_mass_flash_cpu(q, k, scale, block_size)
     return block_mass_torch(q, k, scale, block_size, pool_dtype)
 
 
