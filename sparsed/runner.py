@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsed.build import check_checkpoint, check_runtime, load_run_tokenizer, prepare
-from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length, validate
+from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length, record_settings, validate
 from sparsed.eval.ruler_metrics import string_match_all
 from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_atomic
 from sparsed.sampling.common import GenerationOutput
@@ -53,6 +53,11 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     built = prepare(cfg, choices)
     load_s = time.perf_counter() - t0
     model, method, cache = built.model, built.method, built.cache
+    recorder = None
+    if cfg.record.attention:  # off: the method is not wrapped at all
+        from sparsed.analysis.recorder import AttentionRecorder
+
+        method = recorder = AttentionRecorder(method, record_settings(cfg))
     device = model.device
     log.info("model %s (%s, %s) on %s; prompt %d tokens; attention %s; cache %s",
              cfg.model.name, model.args.arch, model.dtype, device, ids.shape[1], choices.attention.name,
@@ -89,6 +94,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "device": device_info(device),
         "model_init": cfg.model.init,
     }
+    if recorder is not None:  # the last generation's record (the warm-up's is replaced by the timed run's)
+        result["attention_record"] = recorder.summary(recorder.save(out_dir / recorder.settings.file))
     path = write_json_atomic(out_dir / "result.json", result)
     result["result_path"] = str(path)
     return result
