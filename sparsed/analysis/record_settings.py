@@ -23,6 +23,7 @@ class RecordSettings:
     block_size: int = 64  # tokens per pooling tile, on both axes
     full_maps: list[list[int]] = field(default_factory=list)  # [layer, head] pairs whose full map is kept ...
     full_max_tokens: int = 1024  # ... when the canvas has at most this many tokens
+    full_steps: list[int] | None = None  # the steps with full maps (negative from the end); None = every recorded step
     dtype: str = "float16"  # stored precision of the probabilities
     max_gib: float = 1.0  # a run whose record would be larger is refused before its first step
     file: str = "attention_record.safetensors"  # written beside result.json
@@ -39,6 +40,8 @@ class RecordSettings:
         for pair in self.full_maps:
             if len(pair) != 2 or any(not isinstance(v, int) or v < 0 for v in pair):
                 raise ConfigError(f"record.full_maps entry {list(pair)} must be [layer, head]")
+        if self.full_steps is not None and any(not isinstance(v, int) for v in self.full_steps):
+            raise ConfigError(f"record.full_steps={self.full_steps} must be null or a list of step indices")
         if not isinstance(self.full_max_tokens, int) or self.full_max_tokens < 1:
             raise ConfigError(f"record.full_max_tokens={self.full_max_tokens} must be a positive number of tokens")
         if self.dtype not in RECORD_DTYPES:
@@ -50,10 +53,12 @@ class RecordSettings:
 
     def resolved_steps(self, total_steps: int) -> list[int]:
         """The recorded steps of a ``total_steps`` generation, negative ones counted from the end."""
-        if self.steps is None:
-            return list(range(total_steps))
-        out = sorted({s % total_steps if s < 0 else s for s in self.steps if -total_steps <= s < total_steps})
-        return out
+        return _resolve(self.steps, total_steps)
+
+    def resolved_full_steps(self, total_steps: int) -> list[int]:
+        """The recorded steps that also keep full maps."""
+        steps = self.resolved_steps(total_steps)
+        return steps if self.full_steps is None else [s for s in _resolve(self.full_steps, total_steps) if s in steps]
 
     def expected_bytes(self, *, batch: int, canvas: int, total_steps: int, n_layers: int, n_heads: int) -> int:
         """Size of the record of one generation (full-canvas calls; cached calls are smaller)."""
@@ -63,5 +68,12 @@ class RecordSettings:
         layers = n_layers if self.layers is None else len(self.layers)
         heads = n_heads if self.heads is None else len(self.heads)
         pooled = steps * layers * batch * heads * nb * nb * item
-        full = steps * len(self.full_maps) * batch * canvas * canvas * item if canvas <= self.full_max_tokens else 0
+        n_full = len(self.resolved_full_steps(total_steps))
+        full = n_full * len(self.full_maps) * batch * canvas * canvas * item if canvas <= self.full_max_tokens else 0
         return pooled + full
+
+
+def _resolve(steps: list[int] | None, total_steps: int) -> list[int]:
+    if steps is None:
+        return list(range(total_steps))
+    return sorted({s % total_steps for s in steps if -total_steps <= s < total_steps})

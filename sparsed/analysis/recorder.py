@@ -50,6 +50,7 @@ class AttentionRecorder(AttentionMethod):
         self.calls: dict[tuple[int, int], int] = {}
         self.generation: GenerationInfo | None = None  # the last generation served (kept after finish)
         self._steps: set[int] = set()
+        self._full_steps: set[int] = set()
         self._full_skipped: str | None = None
 
     @property
@@ -63,6 +64,7 @@ class AttentionRecorder(AttentionMethod):
         self.where = None
         self.pooled, self.full, self.q_rows, self.calls = {}, {}, {}, {}
         self._steps = set(self.settings.resolved_steps(info.total_steps))
+        self._full_steps = set(self.settings.resolved_full_steps(info.total_steps))
         self._check_model()
         self._check_size(info)
         canvas = info.canvas_length
@@ -118,7 +120,7 @@ class AttentionRecorder(AttentionMethod):
         self.pooled[(self.step, layer)] = pooled.to(dtype).cpu()
         if q_pos is not None:
             self.q_rows[(self.step, layer)] = q_pos.cpu()
-        if self._full_skipped is None:
+        if self._full_skipped is None and self.step in self._full_steps:
             for li, head in s.full_maps:
                 if li == layer:
                     self.full[(self.step, layer, head)] = full_map(q, k, head, mask).to(dtype).cpu()
@@ -142,6 +144,7 @@ class AttentionRecorder(AttentionMethod):
             "heads": s.heads if s.heads is not None else (list(range(n_heads)) if n_heads else None),
             "layers": sorted({la for _, la in self.pooled}), "steps": sorted({st for st, _ in self.pooled}),
             "full_maps": [list(p) for p in s.full_maps], "full_maps_skipped": self._full_skipped,
+            "full_steps": sorted({st for st, _, _ in self.full}),
             "calls_per_step_layer": max(self.calls.values(), default=0),
             "prompt_length": info.prompt_length, "canvas_length": info.canvas_length, "gen_length": info.gen_length,
             "total_steps": info.total_steps, "batch": info.batch_size,
