@@ -20,9 +20,11 @@ pattern of step t-1). ``memo.MemoModel`` computes every distinct forward once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from sparsed.analysis.fixed_pattern import FixedBlockPattern
@@ -51,6 +53,7 @@ class SwitchRun:
     kl: float
     mismatch: float
     computed: int  # forwards this generation computed (the rest were reused)
+    score: float | None = None  # the answer's score (0-100) when a scorer is given
 
 
 @dataclass
@@ -62,6 +65,7 @@ class PromptAblation:
     sensitivity: dict[str, list[float]]  # rule -> per-step KL on the dense run's canvases
     forwards: int  # forwards computed for this prompt
     calls: int  # model calls the generations made
+    dense_score: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     def curve(self, rule: str, direction: str, key: str) -> list[Any]:
@@ -103,8 +107,10 @@ class _Rules:
 
 
 def ablate_prompt(model: DiffusionLM, ids: torch.Tensor, gen: Any, xs: list[int],  # noqa: ANN401 - a GenConfig
-                  sparsed: SparseDSettings, ratio: float = 0.3, memo_bytes: int = 256 * 2**20) -> PromptAblation:
-    """Every (rule, direction, x) generation for one unpadded prompt ``ids`` [1, P] under sampler settings ``gen``."""
+                  sparsed: SparseDSettings, ratio: float = 0.3, memo_bytes: int = 256 * 2**20,
+                  scorer: Callable[[list[int]], float] | None = None) -> PromptAblation:
+    """Every (rule, direction, x) generation for one unpadded prompt ``ids`` [1, P] under sampler settings ``gen``;
+    ``scorer`` scores a generation's tokens (0-100)."""
     T = int(gen.steps)
     if any(not 0 <= x <= T for x in xs):
         raise ValueError(f"switch steps {xs} must lie in [0, {T}]")
@@ -123,11 +129,57 @@ def ablate_prompt(model: DiffusionLM, ids: torch.Tensor, gen: Any, xs: list[int]
                 trace, tokens = _generate(memo, ids, gen, rules.switch(rule, direction, x), P)
                 mismatch = sum(a != b for a, b in zip(tokens, dense_tokens, strict=True)) / len(tokens)
                 runs.append(SwitchRun(rule, direction, x, tokens, commit_kl(ref, trace), mismatch,
-                                      trace.forwards - trace.hits))
+                                      trace.forwards - trace.hits, None if scorer is None else scorer(tokens)))
     sensitivity = {rule: _sensitivity(memo, ref, rules, rule, P) for rule in RULES}
-    calls = sum(len(r.tokens) and 1 for r in runs)  # generations
     return PromptAblation(T, list(xs), dense_tokens, runs, sensitivity, memo.forwards, memo.forwards + memo.hits,
-                          {"generations": calls + 1, "prompt_tokens": P})
+                          None if scorer is None else scorer(dense_tokens),
+                          {"generations": len(runs) + 1, "prompt_tokens": P})
+
+
+@dataclass
+class Curves:
+    """Per (rule, direction) curves over the switch steps, averaged over prompts."""
+
+    steps: int
+    xs: list[int]
+    kl: dict[str, list[float]]  # "rule/direction" -> per x
+    mismatch: dict[str, list[float]]
+    score: dict[str, list[float]]
+    sensitivity: dict[str, list[float]]  # rule -> per step
+    dense_score: float
+    prompts: int
+
+    def early_share(self, rule: str, frac: float = 0.2) -> dict[str, float]:
+        """How much of the all-sparse loss (KL) the first ``frac`` of the steps account for, both ways.
+
+        ``dense_prefix_removes``: 1 - KL(Full->Sparse(x)) / KL(all sparse), the share of the loss that running
+        the first x = round(frac*T) steps dense removes; ``sparse_prefix_causes``: KL(Sparse->Full(x)) /
+        KL(all sparse), the share that running only them sparse causes. Both are ``frac`` when every step
+        matters alike; larger means the early steps matter more.
+        """
+        x = round(frac * self.steps)
+        fs, sf = self.kl[f"{rule}/full_to_sparse"], self.kl[f"{rule}/sparse_to_full"]
+        ix = self.xs.index(x) if x in self.xs else int(np.argmin([abs(v - x) for v in self.xs]))
+        all_sparse = fs[self.xs.index(0)]
+        return {"x": float(self.xs[ix]), "dense_prefix_removes": 1 - fs[ix] / all_sparse,
+                "sparse_prefix_causes": sf[ix] / all_sparse, "all_sparse_kl": all_sparse}
+
+
+def curves(ablations: list[PromptAblation]) -> Curves:
+    first = ablations[0]
+    keys = [f"{r}/{d}" for r in RULES for d in DIRECTIONS]
+
+    def mean(key: str, attr: str) -> list[float]:
+        rule, direction = key.split("/")
+        vals = np.array([a.curve(rule, direction, attr) for a in ablations], dtype=float)
+        return vals.mean(0).tolist()
+
+    scored = first.dense_score is not None
+    return Curves(
+        first.steps, first.xs, {k: mean(k, "kl") for k in keys}, {k: mean(k, "mismatch") for k in keys},
+        {k: mean(k, "score") for k in keys} if scored else {},
+        {r: np.mean([a.sensitivity[r] for a in ablations], 0).tolist() for r in RULES},
+        float(np.mean([a.dense_score for a in ablations])) if scored else float("nan"), len(ablations))
 
 
 def _sensitivity(memo: MemoModel, ref: Trace, rules: _Rules, rule: str, P: int) -> list[float]:
