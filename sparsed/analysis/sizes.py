@@ -18,7 +18,7 @@ _TABLE: dict[str, dict[str, dict[str, Any]]] = {
                  "show": [1, 15, 30]},
     },
     "step_similarity": {
-        "ci": {"task": "niah_single_2", "length": 256, "steps": 8, "gen_length": 8, "block": 32, "select": 0.3,
+        "ci": {"task": "niah_single_2", "length": 192, "steps": 8, "gen_length": 8, "block": 32, "select": 0.3,
                "skip": 0.2},
         "small": {"task": "niah_single_2", "length": 1024, "steps": 32, "gen_length": 32, "block": 64, "select": 0.3,
                   "skip": 0.2},
@@ -27,7 +27,7 @@ _TABLE: dict[str, dict[str, dict[str, Any]]] = {
     },
     "early_steps": {
         "ci": {"grid": {"steps": 8, "gen_length": 8, "xs": "all", "prompts": [["niah_single_1", 160]]},
-               "coarse": {"steps": 16, "gen_length": 16, "xs": [0, 8, 16], "prompts": [["niah_single_1", 160]]},
+               "coarse": {"steps": 12, "gen_length": 12, "xs": [0, 6, 12], "prompts": [["niah_single_1", 160]]},
                "block": 32, "select": 0.3, "ratio": 0.3},
         "small": {"grid": {"steps": 32, "gen_length": 32, "xs": "all",
                            "prompts": [["niah_single_1", 256], ["niah_multikey_1", 256]]},
