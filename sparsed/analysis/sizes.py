@@ -46,7 +46,7 @@ _TABLE: dict[str, dict[str, dict[str, Any]]] = {
                "selects": [0.1, 0.5], "blocks": [16, 32], "block": 32, "select": 0.3},
         # the committed sweep's own settings (python -m sparsed.analysis.sweep's defaults), run afresh for another model
         "small": {"sweep": "results/analysis/sweep_small.json", "length": 512, "steps": None, "gen_length": None,
-                  "tasks": ["niah_single_2", "niah_multikey_2", "niah_multivalue", "vt"], "n": 3,
+                  "tasks": ["niah_single_2", "niah_multikey_2", "niah_multikey_3", "niah_multivalue"], "n": 3,
                   "selects": [0.05, 0.1, 0.2, 0.3, 0.5, 0.7], "blocks": [16, 32, 64, 128], "block": 32, "select": 0.3},
         "full": {"sweep": None, "length": 4096, "steps": 32, "gen_length": 32,
                  "tasks": ["niah_single_1", "niah_multikey_1", "niah_multivalue", "vt"], "n": 25,
