@@ -113,8 +113,9 @@ fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2))
 layer_of = np.repeat(np.arange(len(record.layers)), facts.n_heads)
 sc = ax0.scatter(stats.locality.ravel(), stats.verticality.ravel(), c=layer_of, cmap="viridis", s=22)
 for kind, (la, h) in chosen.items():
+    right = stats.locality[la, h] > 0.7  # labels near the right edge go to the left of their point
     ax0.annotate(f"{kind} L{la}H{h}", (stats.locality[la, h], stats.verticality[la, h]), fontsize=8,
-                 xytext=(4, 4), textcoords="offset points")
+                 xytext=(-4 if right else 4, 4), textcoords="offset points", ha="right" if right else "left")
 ax0.set_xlabel("locality (mass within one block of the diagonal)")
 ax0.set_ylabel("verticality (mass on the top 10 % key blocks)")
 ax0.set_title(f"every head ({facts.n_layers} layers x {facts.n_heads}), block {P['block']}")
