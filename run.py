@@ -1,37 +1,30 @@
-"""Run one generation (or a sweep with -m): python run.py model=llada sparsed.skip=0.2 prompt=4k"""
+"""Run one generation or evaluation (or a sweep with -m): python run.py model=llada sparsed.skip=0.2 prompt=4k
+
+Needs the project's packages (``make setup`` makes .venv; or ``pip install -e .``). Experiments of the
+paper: ``python run.py +experiment=table1_llada -m`` (see README, Experiments).
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+try:
+    import hydra
+    from omegaconf import DictConfig
 
-from sparsed.config import register_schemas
-from sparsed.config_errors import ConfigError
-
-register_schemas()
+    from sparsed.launch.cli import entry
+except ModuleNotFoundError as exc:  # the usual cause: a Python without the project's venv
+    print(f"error: module {exc.name!r} is not installed for {sys.executable}; run `make setup` and then "
+          ".venv/bin/python run.py (or `pip install -e .` into your environment)", file=sys.stderr)
+    sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
-def main(cfg: DictConfig) -> None:
-    from sparsed.runner import run, summary_lines
+def main(cfg: DictConfig) -> dict:
+    from sparsed.launch.job import run_hydra_job
 
-    try:
-        result = run(cfg, HydraConfig.get().runtime.output_dir)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    for line in summary_lines(result):
-        print(line)
-    if cfg.run.wandb:
-        from sparsed.tracking import log_to_wandb
-
-        log_to_wandb(result, cfg.run.wandb_project)
+    return run_hydra_job(cfg)
 
 
 if __name__ == "__main__":
-    logging.getLogger("torch").setLevel(logging.ERROR)
-    main()
+    sys.exit(entry(main))

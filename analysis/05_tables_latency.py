@@ -15,7 +15,7 @@
 # # 5. Tables and latency (the paper's Tables 1, 2 and 4, Figures 4 and 5), ours beside the paper's
 #
 # Everything here is read from measured result files under `results/` (`sparsed.analysis.tables`) and
-# from `analysis/paper_numbers.yaml`; nothing is computed on this machine. Each number is labelled
+# from `experiments/paper_numbers.yaml`; nothing is computed on this machine. Each number is labelled
 # with its model and device: the paper's are LLaDA-1.5 / Dream-7B-Instruct on an A800; ours are the
 # project's 9.7M-parameter small model (accuracy; RULER at 2k and 4k, it has no 8k context) and the
 # LLaDA-8B / Dream-7B **architectures with random weights** (latency; an H100 for the kernels and the 16k

@@ -28,9 +28,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,7 +44,7 @@ from sparsed.eval.ruler_metrics import ruler_average, score  # noqa: E402
 from sparsed.models.loading import load_model  # noqa: E402
 from sparsed.results import device_info, versions, write_json_atomic  # noqa: E402
 from sparsed.sampling.common import left_pad  # noqa: E402
-from sparsed.sampling.llada import generate  # noqa: E402
+from sparsed.sampling.dispatch import sample  # noqa: E402
 from sparsed.tokenizer import load_tokenizer  # noqa: E402
 
 OFFLINE_TASKS = ["niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
@@ -72,7 +74,8 @@ class Row:
         if self.quarter_window:
             settings["ws"] = length // 4
         method = None if self.attention is None else build_method(self.attention, settings, facts=facts)
-        cache = None if self.cache is None else build_cache(self.cache, self.cache_settings, facts)
+        name = PREFIX_CACHE[0] if self.cache == "prefix" else self.cache
+        cache = None if name is None else build_cache(name, self.cache_settings, facts)
         return method, cache
 
 
@@ -99,6 +102,7 @@ def _rows() -> dict[str, Row]:
 
 ROWS = _rows()
 SPARSE_KERNEL: list[str | None] = [None]  # --sparsed-kernel
+PREFIX_CACHE: list[str] = ["prefix"]  # --prefix-cache: the rows' prefix cache (block diffusion: block_prefix)
 TABLES = {
     "card": ["dense", "sparsed", "sliding_window"],
     "cache": ["dense", "sparsed", "prefix", "prefix+thr0.9", "dual", "dual+thr0.9", "dkv_decode", "dkv_greedy"],
@@ -112,18 +116,27 @@ def batch_ids(tok, samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:  #
     return left_pad([sample_ids(tok, s) for s in samples], pad)
 
 
-def run_cell(model, tok, row: Row, length: int, samples: list[dict], gen_len: int, batch: int) -> dict[str, Any]:  # noqa: ANN001
+def gen_settings(preset: dict[str, Any], gen_len: int, block: int | None, row: Row) -> SimpleNamespace:
+    """The sampler settings of one cell: the model preset's ``gen`` with T = gen length (Table 3), one block of
+    the whole generation unless ``--block-length`` says otherwise, and the row's overrides."""
+    base = {"temperature": 0.0, "remasking": "low_confidence", "cfg_scale": 0.0, "threshold": None, "factor": None,
+            "alg": "maskgit_plus", "top_p": None, "top_k": None, "alg_temp": None, "seed": 0} | preset
+    return SimpleNamespace(**(base | {"gen_length": gen_len, "steps": gen_len, "block_length": block or gen_len}
+                              | row.gen))
+
+
+def run_cell(model, tok, row: Row, length: int, samples: list[dict], gen_len: int, batch: int,  # noqa: ANN001
+             preset: dict[str, Any] | None = None, block: int | None = None) -> dict[str, Any]:
     preds, gen_s, nfe, cached, kv = [], 0.0, 0, 0, []
     batch = min(batch, row.max_batch or batch)
+    gen = gen_settings(preset or {}, gen_len, block, row)
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
         ids, mask = batch_ids(tok, chunk)
         method, cache = row.build(length, model.args.facts)
         if method is not None and hasattr(method, "s") and hasattr(method.s, "kernel") and SPARSE_KERNEL[0]:
             method.s.kernel = SPARSE_KERNEL[0]
-        out = generate(model, ids, steps=gen_len, gen_length=gen_len, block_length=gen_len,
-                       attention_mask=mask if bool((mask == 0).any()) else None, attention=method, cache=cache,
-                       **row.gen)
+        out = sample(model, ids, gen, method, attention_mask=mask if bool((mask == 0).any()) else None, cache=cache)
         preds += [tok.decode(r, skip_special_tokens=True) for r in out.generated]
         gen_s += out.total_time
         nfe += out.nfe
@@ -151,8 +164,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fill", choices=FILLS, default="official", help="sample sizing (sparsed.data.ruler.fill)")
     ap.add_argument("--dtype", default=None, help="model dtype (default: bf16 on CUDA, fp32 on the CPU)")
+    ap.add_argument("--preset", default="small", help="configs/model/<preset>.yaml whose gen.* the sampler starts from")
+    ap.add_argument("--block-length", type=int, default=None, help="semi-AR block (default: the generation length; "
+                    "block diffusion models: their block, e.g. 4)")
     ap.add_argument("--sparsed-kernel", default=None, help="SparseD's sparse kernel (default: the method's; on a GPU "
                     "with varied prompt lengths sdpa_mask avoids a FlexAttention compile per canvas shape)")
+    ap.add_argument("--prefix-cache", default="prefix", help="the cache of the rows that use a prefix cache "
+                    "(block diffusion models: block_prefix, their exact one)")
     ap.add_argument("--resume", action="store_true", help="keep the cells already in --out")
     ap.add_argument("--deadline-s", type=float, default=None, help="start no new cell after this many seconds")
     ap.add_argument("--markdown", default=None, help="also write the table as markdown here")
@@ -160,6 +178,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = args.rows if args.rows is not None else (TABLES[args.table] if args.table else TABLES["card"])
     SPARSE_KERNEL[0] = args.sparsed_kernel
+    PREFIX_CACHE[0] = args.prefix_cache
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         sys.exit(f"error: unknown rows {unknown}; known: {', '.join(ROWS)}")
@@ -167,6 +186,10 @@ def main() -> None:
     dtype = args.dtype or ("bf16" if dev == "cuda" else "fp32")
     model = load_model(args.model, device=dev, dtype=dtype) if rows else None
     tok = load_tokenizer(args.model)
+    preset_file = Path(__file__).resolve().parents[1] / "configs" / "model" / f"{args.preset}.yaml"
+    preset = dict((yaml.safe_load(preset_file.read_text()) or {}).get("gen", {}))
+    for key in ("steps", "gen_length", "block_length"):
+        preset.pop(key, None)
     prev = json.loads(Path(args.out).read_text()) if args.resume and Path(args.out).is_file() else {}
     cells: dict = prev.get("cells", {})
     context: dict = prev.get("context", {})
@@ -202,7 +225,7 @@ def main() -> None:
                 if args.deadline_s is not None and time.time() - t_start > args.deadline_s:
                     stopped = True
                     break
-                cell = run_cell(model, tok, ROWS[name], length, samples, gen, args.batch)
+                cell = run_cell(model, tok, ROWS[name], length, samples, gen, args.batch, preset, args.block_length)
                 cells.setdefault(str(length), {}).setdefault(name, {})[task] = cell
                 print(f"L={length} {task:16s} {name:18s} {cell['score']:6.1f}  {cell['generation_s']:7.2f}s "
                       f"nfe {cell['nfe']} kv {cell['kv_density']}  e.g. {cell['example'][:50]!r}", flush=True)

@@ -4,6 +4,7 @@
 #   bash scripts/gpu_train_small.sh start SECONDS -- TRAIN_ARGS...   launch training detached, watch SECONDS
 #   bash scripts/gpu_train_small.sh watch SECONDS                     watch the running job SECONDS more
 #   bash scripts/gpu_train_small.sh finish -- EVAL_ARGS...            wait for the end, then evaluate
+#                                     (EVAL_WORKERS=N: N eval processes in parallel)
 #
 # Training runs in its own session (setsid), so it outlives the call that started it while the machine
 # stays warm; every call brings back the newest exported checkpoint (model.safetensors in <16 MB parts,
@@ -60,8 +61,9 @@ case $mode in
     [ "${1:-}" = "--" ] && shift
     while alive; do sleep 10; done
     tail -25 $run.out; progress; bring_back
-    python3 scripts/eval_ruler_small.py --model $run/model --out "$OUT/ruler_small_dlm_h100.json" "$@" 2>&1 \
-      | grep -v Warning | tee "$OUT/eval.out" ;;
+    # EVAL_WORKERS processes over (length, row) jobs (scripts/eval_parallel.py); parts land in $OUT as they finish
+    python3 scripts/eval_parallel.py --workers "${EVAL_WORKERS:-1}" --out "$OUT/ruler.json" --markdown "$OUT/ruler.md" \
+      -- --model $run/model "$@" 2>&1 | grep -v Warning | tee "$OUT/eval.out" ;;
   *) echo "unknown mode $mode: start | watch | finish"; exit 2 ;;
 esac
 ls -la "$OUT"

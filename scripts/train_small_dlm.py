@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    ap.add_argument("--init-layers", default=None, help="with --init-from and fewer --layers: the source layer of "
+                    "each layer, e.g. 0,1,3,4,6,7 (default: evenly spaced, first and last kept)")
     ap.add_argument("--init-from", default=None,
                     help="start from the weights of a LLaDA-layout checkpoint (e.g. sparsed/assets/small-dlm)")
     ap.add_argument("--steps", type=int, default=20_000, help="total optimizer steps (the LR schedule's length)")
@@ -73,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--objective", choices=OBJECTIVES, default="masked",
                     help="masked: LLaDA architecture and SFT loss; block: SDAR architecture (q/k norm, block-causal) "
                          "and SDAR's block-diffusion objective, exported in the SDAR layout (model=sdar)")
-    ap.add_argument("--block-size", type=int, default=4, help="block of --objective block (SDAR trains with 4)")
+    ap.add_argument("--block-size", default="4", help="block of --objective block (SDAR trains with 4); "
+                    "a comma list (e.g. 4,16) trains step s with the (s mod n)-th, the first is the exported one")
     ap.add_argument("--kv-heads", type=int, help="key/value heads (GQA; default: --heads)")
     ap.add_argument("--pretrain-frac", type=float, default=0.5,
                     help="share of rows trained with LLaDA's pretraining objective (whole sequence masked) "
@@ -107,6 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     preset, lengths, gens, tokens = a.preset, a.lengths, a.gen_lengths, a.tokens_per_batch
+    try:
+        blocks = [int(b) for b in str(a.block_size).split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --block-size={a.block_size!r}: a positive integer or a comma list such as 4,16") from None
     if a.tiny:
         preset = "tiny"
         lengths = tuple(x for x in lengths if x <= 512) or (256,)
@@ -122,12 +129,13 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         out=a.out, steps=a.steps, lr=a.lr, min_lr_ratio=a.min_lr_ratio, warmup_steps=min(a.warmup, a.steps),
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, pretrain_frac=a.pretrain_frac,
-        objective=a.objective, block_size=a.block_size,
+        objective=a.objective, block_size=blocks[0], block_sizes=tuple(blocks) if len(blocks) > 1 else (),
         seed=a.seed, preset=preset, model=overrides,
         tokenizer=a.tokenizer, data=data, device=a.device, compile=a.compile, workers=a.workers,
         max_minutes=a.max_minutes, stop_after=a.stop_after,
         save_every=a.save_every, export_every=a.export_every, log_every=a.log_every,
         resume=a.resume, progress=not a.no_progress, init_from=a.init_from,
+        init_layers=tuple(int(x) for x in a.init_layers.split(",")) if a.init_layers else (),
     )
 
 

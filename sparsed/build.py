@@ -6,7 +6,9 @@ runs here, so a method gets the same settings, model facts and quirk resolution 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,11 +22,14 @@ from sparsed.config_errors import ConfigError
 from sparsed.facts import ModelFacts
 from sparsed.models.loading import (
     ARCHITECTURES,
+    PACKAGE_ROOT,
     args_for,
     load_model,
+    looks_like_hub_id,
     random_model,
     resolve_checkpoint,
     resolve_device,
+    safetensors_files,
 )
 from sparsed.models.transformer import DiffusionLM
 
@@ -74,9 +79,43 @@ def make_cache(choice: Choice, facts: ModelFacts) -> CacheStrategy:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
-    """A missing folder or a checkpoint of another architecture fails here, before anything heavy."""
-    if cfg.model.init == "pretrained":
-        args_for(resolve_checkpoint(cfg.model.path), cfg.model.arch)
+    """A missing folder, a malformed config.json, a truncated weight file or a checkpoint of another
+    architecture fails here, in one line, before anything heavy."""
+    tok = cfg.model.tokenizer
+    if tok is not None and not (Path(tok).expanduser().is_dir() or (PACKAGE_ROOT / tok).is_dir() or looks_like_hub_id(tok)):
+        raise ConfigError(f"model.tokenizer={tok}: no such tokenizer folder (nor a hub id)")
+    if cfg.model.init != "pretrained":
+        return
+    ckpt = resolve_checkpoint(cfg.model.path)
+    try:
+        args_for(ckpt, cfg.model.arch)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"model.path={cfg.model.path}: config.json is not valid JSON ({exc})") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"model.path={cfg.model.path}: config.json lacks or mistypes a setting of a "
+                          f"{cfg.model.arch} model ({type(exc).__name__}: {exc})") from exc
+    check_weight_files(ckpt, cfg.model.path)
+
+
+def check_weight_files(ckpt: Path, setting: str) -> None:
+    """Every safetensors file exists and its header covers the file (a cut-off download does not)."""
+    from safetensors import safe_open
+
+    try:
+        files = safetensors_files(ckpt)
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise ConfigError(f"model.path={setting}: unreadable weight index ({type(exc).__name__}: {exc})") from exc
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(f"model.path={setting}: weight file {f.name} is missing (an incomplete download?)")
+        try:
+            with safe_open(str(f), framework="pt", device="cpu"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type
+            raise ConfigError(f"model.path={setting}: {f.name} is not a readable safetensors file "
+                              f"({str(exc).strip().splitlines()[0]}); the file may be truncated, download it again") from exc
 
 
 def check_runtime(cfg: DictConfig, choices: RunChoices) -> None:

@@ -12,6 +12,7 @@ of them runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from sparsed.attention.registry import METHODS, parse_settings
 from sparsed.cache.base import CacheSettings
 from sparsed.cache.registry import CACHES, parse_cache_settings
 from sparsed.config_errors import ConfigError, check_choice
+from sparsed.launch import rundir  # noqa: F401 - registers ${sparsed_dirname:} for job folders
 from sparsed.models.registry import FAMILIES
 
 INITS = ("pretrained", "random")
@@ -32,6 +34,7 @@ PROMPT_KINDS = ("short", "niah")
 GENERATION_TASKS = ("generate", "latency")
 EVAL_TASKS = ("ruler", "gsm8k", "humaneval", "mmlu")
 TASKS = GENERATION_TASKS + EVAL_TASKS
+GENERATION_TASK_KEYS = {"generate": ("name",), "latency": ("name", "repeats", "profile")}
 
 
 @dataclass
@@ -81,7 +84,7 @@ class PromptConfig:
 class RunSettings:
     warmup: bool = True  # one untimed generation first (compilation, allocator, autotuning)
     progress: bool = True
-    wandb: bool = False
+    wandb: bool = True  # offline without an API key (sparsed.tracking)
     wandb_project: str = "sparsed"
 
 
@@ -210,15 +213,58 @@ def check_combination(attention: Choice, cache: Choice, arch: str, gen: Any) -> 
         checker(gen, arch)
 
 
+def check_known_keys(cfg: DictConfig) -> None:
+    """A key no schema has (``+foo=1``, ``+model.foo=1``) is an error, not silently ignored."""
+    def walk(node: Any, cls: Any, prefix: str) -> None:  # noqa: ANN401
+        if not dataclasses.is_dataclass(cls) or not isinstance(node, DictConfig):
+            return
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in node.keys():
+            if prefix == "" and key == "hydra":
+                continue
+            if key not in fields:
+                where = prefix.rstrip(".") or "the run config"
+                raise ConfigError(f"{prefix}{key} is not a setting of {where}; its settings: {', '.join(fields)}")
+            f = fields[str(key)]
+            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                walk(node[key], type(f.default_factory()), f"{prefix}{key}.")  # type: ignore[misc]
+
+    walk(cfg, RunConfig, "")
+
+
+def _check_int(setting: str, value: Any, minimum: int, nullable: bool = False) -> None:  # noqa: ANN401
+    if value is None and nullable:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{setting}={value!r} must be an integer >= {minimum}" + (" or null" if nullable else ""))
+
+
 def validate(cfg: DictConfig) -> RunChoices:
     """Check every value before anything is loaded; returns the chosen attention method and cache."""
+    check_known_keys(cfg)
     m, g, p = cfg.model, cfg.gen, cfg.prompt
     check_choice("model.arch", m.arch, FAMILIES)
     check_choice("model.init", m.init, INITS)
     check_choice("model.dtype", m.dtype, ("auto", "bf16", "fp32", "fp16", "bfloat16", "float32", "float16"))
     check_choice("task.name", cfg.task.get("name"), TASKS)
-    if cfg.task.name == "latency" and int(cfg.task.get("repeats", 1)) < 1:
-        raise ConfigError(f"task.repeats={cfg.task.repeats} must be >= 1")
+    if cfg.task.name in GENERATION_TASK_KEYS:
+        allowed = GENERATION_TASK_KEYS[cfg.task.name]
+        for key in cfg.task:
+            if key not in allowed:
+                raise ConfigError(f"task.{key} is not a setting of task={cfg.task.name}; its settings: {', '.join(allowed)}")
+        if cfg.task.name == "latency":
+            _check_int("task.repeats", cfg.task.get("repeats", 1), 1)
+            if not isinstance(cfg.task.get("profile", True), bool):
+                raise ConfigError(f"task.profile={cfg.task.profile!r} must be true or false")
+    _check_int("model.max_length", m.max_length, 1, nullable=True)
+    _check_int("prompt.length", p.length, 1, nullable=True)
+    if p.kind == "short" and p.length is not None and cfg.task.name in GENERATION_TASKS:
+        raise ConfigError(f"prompt.length={p.length} is not used by prompt.kind=short; choose a long prompt "
+                          "(prompt=1k ... 64k) or leave prompt.length=null")
+    if g.alg_temp is not None and g.alg_temp < 0:
+        raise ConfigError(f"gen.alg_temp={g.alg_temp} must be >= 0 or null")
+    for key in ("model.seed", "gen.seed", "prompt.seed"):
+        _check_int(key, OmegaConf.select(cfg, key), 0)
     if m.init == "pretrained" and not m.path:
         raise ConfigError("model.path is not set; give a checkpoint folder or hub id, or use model.init=random")
     if m.init == "random" and not m.architecture and not m.path:
@@ -231,6 +277,12 @@ def validate(cfg: DictConfig) -> RunChoices:
     if p.kind == "niah" and (p.length is None or p.length <= g.gen_length + 64):
         raise ConfigError(f"prompt.length={p.length} must exceed gen.gen_length={g.gen_length} by at least 64 tokens")
     check_record(cfg)
+    # every method's and cache's node is checked, the chosen one's or not: a bad value is never silently kept
+    for name in METHODS:
+        parse_settings(name, _node(cfg, name))
+    for name, spec in CACHES.items():
+        if spec.has_settings:
+            parse_cache_settings(name, _node(cfg, name))
     choices = RunChoices(attention_choice(cfg), cache_choice(cfg))
     check_combination(choices.attention, choices.cache, m.arch, g)
     if CACHES[choices.cache.name].strategy_cls.uses_kv is False:

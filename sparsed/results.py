@@ -14,14 +14,47 @@ from typing import Any
 import torch
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write then rename, so that a crash never leaves a half-written result."""
-    path = Path(path)
+def _write_tmp(path: Path, data: Any) -> Path:  # noqa: ANN401 - JSON data
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+    return tmp
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:  # noqa: ANN401
+    """Write then rename, so that a crash never leaves a half-written result."""
+    path = Path(path)
+    _write_tmp(path, data).replace(path)
     return path
+
+
+def write_json_exclusive(path: str | Path, data: Any) -> Path:  # noqa: ANN401
+    """Like ``write_json_atomic``, but never replaces a file already at ``path``.
+
+    Two launches of one job (a sweep started twice) both finish: the first result keeps the name, the
+    second lands beside it as ``<stem>.duplicate-<pid>.json``. The returned path says which happened.
+    """
+    path = Path(path)
+    tmp = _write_tmp(path, data)
+    try:
+        os.link(tmp, path)  # atomic, and fails when the name exists
+        return path
+    except FileExistsError:
+        alt = path.with_name(f"{path.stem}.duplicate-{os.getpid()}{path.suffix}")
+        tmp.replace(alt)
+        return alt
+    except OSError:  # a file system without hard links: a rename, checked first
+        if path.exists():
+            alt = path.with_name(f"{path.stem}.duplicate-{os.getpid()}{path.suffix}")
+            tmp.replace(alt)
+            return alt
+        tmp.replace(path)
+        return path
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def git_commit() -> str | None:

@@ -1,10 +1,21 @@
-"""Optional Weights & Biases tracking of a finished run (``run.wandb=true``)."""
+"""Weights & Biases tracking of a finished run (on by default; ``run.wandb=false`` turns it off).
+
+Without an API key (``WANDB_API_KEY`` or ``wandb login``) the run is kept offline in its run folder
+(``<run dir>/wandb/``; ``wandb sync <that folder>`` uploads it later); ``WANDB_MODE`` overrides either.
+Tracking never fails a job: the result is on disk before it starts, and an error here is a warning.
+"""
 
 from __future__ import annotations
 
+import logging
+import netrc
+import os
+from pathlib import Path
 from typing import Any
 
-from sparsed.config_errors import ConfigError
+from omegaconf import DictConfig
+
+log = logging.getLogger("sparsed")
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -24,15 +35,59 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def log_to_wandb(result: dict[str, Any], project: str) -> None:
-    """One wandb run per result: the resolved config as its config, the scalars as its summary.
+def wandb_mode() -> str:
+    """``WANDB_MODE`` when set, online with an API key, else offline."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        pass
+    return "offline"
 
-    Offline machines keep the run locally (WANDB_MODE=offline, synced later with `wandb sync`).
-    """
+
+def _latency_figure(per_step: list[float]) -> Any:  # noqa: ANN401 - a matplotlib figure
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(range(len(per_step)), per_step, marker=".")
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("seconds")
+    ax.set_title("latency per step")
+    fig.tight_layout()
+    return fig
+
+
+def track(result: dict[str, Any], cfg: DictConfig, out_dir: str | Path) -> None:
+    """One wandb run per result: config, scalar metrics, per-step latency, a latency figure, per-task scores."""
     try:
         import wandb
-    except ImportError as exc:
-        raise ConfigError("run.wandb=true needs the wandb package: pip install wandb") from exc
-    run = wandb.init(project=project, config=result.get("config", {}), reinit=True)
-    run.summary.update(flat_metrics(result))
-    run.finish()
+    except ImportError:
+        log.warning("run.wandb=true but wandb is not installed (pip install wandb); not tracked")
+        return
+    try:
+        run = wandb.init(project=cfg.run.wandb_project, config=result.get("config", {}), dir=str(out_dir),
+                         mode=wandb_mode(), name=Path(out_dir).name, reinit="finish_previous",
+                         settings=wandb.Settings(silent=True))
+        run.summary.update(flat_metrics(result))
+        per_step = (result.get("latency") or {}).get("per_step_s") or []
+        for i, t in enumerate(per_step):
+            run.log({"step_latency_s": t}, step=i)
+        if per_step:
+            import matplotlib.pyplot as plt
+
+            fig = _latency_figure(per_step)
+            run.log({"latency_per_step": wandb.Image(fig)})
+            plt.close(fig)
+        if result.get("scores"):
+            table = wandb.Table(columns=["task", "score"], data=[[k, v] for k, v in result["scores"].items()])
+            run.log({"scores": table})
+        run.finish()
+    except Exception as exc:  # noqa: BLE001 - tracking is never worth a failed job
+        log.warning("wandb tracking failed (%s: %s); the result is in %s", type(exc).__name__, exc, out_dir)

@@ -12,6 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("SPARSED_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
+os.environ.setdefault("SPARSED_WANDB", "false")  # tests never track (run.wandb's default reads it)
 warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -240,3 +240,67 @@ def test_layout_key_mask_is_applied_in_a_cached_call():
     assert float(m.triu(1).abs().max()) == 0.0 and torch.isnan(got[0, :, :3]).all()
     torch.testing.assert_close(got[0, :, 3:].double(), reference_pooled(q[:, :, 12:], k, 4, lay.key_mask(valid), lay.q_pos,
                                                                         24)[0, :, 3:], atol=1e-5, rtol=0)
+
+
+def test_recorder_and_latency_timer_nest_in_either_order():
+    """Both wrappers are DelegatingMethods: either order leaves the tokens unchanged, times the attention per step
+    and switches on the real method's phase timing (SparseD's pattern build), and the record is kept."""
+    from sparsed.attention.timing import TimedAttention
+
+    model = tiny("llada")
+    prompt = torch.randint(0, 290, (1, 40), generator=torch.Generator().manual_seed(1))
+
+    def sparsed():
+        return build_method("sparsed", {"block_size": 8}, model.args.facts)
+
+    plain = run(model, prompt, method=sparsed())
+    settings = RecordSettings(attention=True, block_size=8)
+    for order in ("timer inside", "timer outside"):
+        inner = sparsed()
+        if order == "timer inside":
+            rec = AttentionRecorder(TimedAttention(inner), settings)
+            outer = rec
+        else:
+            rec = AttentionRecorder(inner, settings)
+            outer = TimedAttention(rec)
+        out = run(model, prompt, method=outer)
+        assert torch.equal(plain.sequences, out.sequences), order
+        assert inner.profile and outer.profile, order
+        report = outer.report()
+        assert report["method"] == "sparsed" and len(report["attention_s_per_step"]) == 8, order
+        assert report["timings_s"]["pattern_build_s"] > 0, order
+        assert len(rec.pooled) == 8 * 2, order
+
+
+def test_a_latency_run_with_recording_profiles_and_records(tmp_path):
+    import sparsed.runner as runner
+
+    base = ("task=latency", "task.repeats=1")
+    timed = runner.run(_runner_cfg(tmp_path, *base), tmp_path / "timed")
+    both = runner.run(_runner_cfg(tmp_path, *base, "record.attention=true", "record.steps=[-1]"), tmp_path / "both")
+    assert both["answer_token_ids"] == timed["answer_token_ids"]
+    for r in (timed, both):
+        lat = r["latency"]
+        assert len(lat["attention_s_per_step"]) == 4 and lat["pattern_build_s"] > 0
+        assert r["attention"]["density_mean"] == timed["attention"]["density_mean"]
+    assert "attention_record" not in timed
+    assert AttentionRecord.load(both["attention_record"]["path"]).steps == [3]
+    assert any("record.attention=true with task=latency" in w for w in both["warnings"])
+
+
+def test_a_result_set_aside_takes_its_attention_record_along(tmp_path):
+    """A relaunch with other settings sets the old result aside; its record goes with it (same suffix), so the
+    new run's record never replaces it."""
+    from sparsed.launch.job import set_aside
+
+    (tmp_path / "result.stale-1.json").write_text("{}")  # an earlier set-aside: the next free number is 2
+    record = tmp_path / "attention_record.safetensors"
+    record.write_bytes(b"old record")
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"config": {}, "attention_record": {"path": "/elsewhere/attention_record.safetensors"}}))
+    assert set_aside(path, "stale") == tmp_path / "result.stale-2.json"
+    assert not path.exists() and not record.exists()
+    assert (tmp_path / "attention_record.stale-2.safetensors").read_bytes() == b"old record"
+    path.write_text("not json")  # a corrupt result names nothing: only it moves
+    record.write_bytes(b"new")
+    assert set_aside(path, "corrupt") == tmp_path / "result.corrupt-1.json" and record.read_bytes() == b"new"

@@ -33,7 +33,7 @@ def test_single_run_writes_result_json(tmp_path):
 def test_sweep_with_multirun(tmp_path):
     proc = run_py("-m", *FAST, "attention=sliding_window", "sliding_window.ws=8,16", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    results = sorted(tmp_path.glob("*/result.json"))
+    results = sorted(tmp_path.rglob("result.json"))  # job folders named by their config
     assert len(results) == 2
     windows = {json.loads(p.read_text())["config"]["sliding_window"]["ws"] for p in results}
     assert windows == {8, 16}

@@ -275,6 +275,22 @@ def test_init_from_the_shipped_model(tmp_path: Path) -> None:
         Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm"))  # tiny preset
 
 
+def test_a_block_diffusion_run_warm_starts_from_the_shipped_bidirectional_model(tmp_path: Path) -> None:
+    """Issue 14's start: the shipped LLaDA-layout weights into the SDAR architecture (q/k norms fresh)."""
+    cfg = train_cfg(tmp_path / "bd", preset="small", init_from="sparsed/assets/small-dlm", objective="block")
+    trainer = Trainer(cfg)
+    shipped = load_model("sparsed/assets/small-dlm", device="cpu", dtype="fp32").state_dict()
+    ours = trainer.model.state_dict()
+    assert trainer.args.arch == "sdar"
+    for name, t in shipped.items():
+        assert torch.equal(ours[name], t), name
+    fresh = [n for n in ours if n not in shipped]
+    assert fresh and all(n.endswith(("q_norm.weight", "k_norm.weight")) for n in fresh)
+    assert all(bool((ours[n] == 1).all()) for n in fresh)
+    with pytest.raises(ValueError, match="does not fit|cannot map"):
+        Trainer(train_cfg(tmp_path / "bad", init_from="sparsed/assets/small-dlm", objective="block"))  # tiny preset
+
+
 def test_stitched_stages_count_from_the_first_start(tmp_path: Path) -> None:
     from sparsed.training.plot import main as plot_main
     from sparsed.training.plot import stitch
@@ -363,3 +379,45 @@ def test_block_objective_trains_and_exports_the_sdar_layout(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["config"]["model"]["arch"] == "sdar" and result["nfe"] > 0 and result["answer_token_ids"]
+
+
+def test_mixed_block_sizes_round_robin_by_step_and_cli_list() -> None:
+    """--block-size 4,16 trains step s with block (4, 16)[s % 2]; the first is the one the export states."""
+    import importlib.util
+
+    from sparsed.training.trainer import TrainConfig, block_at
+
+    cfg = TrainConfig(out="x", block_size=4, block_sizes=(4, 16))
+    assert [block_at(cfg, s) for s in range(4)] == [4, 16, 4, 16]
+    assert block_at(TrainConfig(out="x", block_size=8), 3) == 8
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_small_dlm.py"
+    spec = importlib.util.spec_from_file_location("train_small_dlm", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    parsed = cli.config_from_args(cli.parse_args(["--out", "x", "--objective", "block", "--block-size", "4,16"]))
+    assert parsed.block_size == 4 and parsed.block_sizes == (4, 16)
+    with pytest.raises(SystemExit, match="--block-size"):
+        cli.config_from_args(cli.parse_args(["--out", "x", "--block-size", "4,x"]))
+
+
+def test_warm_start_into_fewer_layers_and_grouped_kv_heads(tmp_path: Path) -> None:
+    """--layers 6 --kv-heads 2 from the 8-layer, 8-kv-head shipped model: layers evenly spaced (ends kept),
+    each K/V head the mean of its group of 4 source heads, everything else copied."""
+    from sparsed.training.warm_start import even_layer_map, pool_kv_heads
+
+    assert even_layer_map(8, 6) == (0, 1, 3, 4, 6, 7) and even_layer_map(8, 8) == tuple(range(8))
+    t = torch.arange(4 * 2 * 3, dtype=torch.float32).reshape(4 * 2, 3)  # 4 heads of dim 2
+    pooled = pool_kv_heads(t, 4, 2)
+    assert torch.equal(pooled[:2], (t[0:2] + t[2:4]) / 2) and torch.equal(pooled[2:], (t[4:6] + t[6:8]) / 2)
+    cfg = train_cfg(tmp_path / "bd6", preset="small", init_from="sparsed/assets/small-dlm", objective="block",
+                    model={"n_layers": 6, "n_kv_heads": 2})
+    ours = Trainer(cfg).model.state_dict()
+    src = load_model("sparsed/assets/small-dlm", device="cpu", dtype="fp32").state_dict()
+    for i, j in enumerate(even_layer_map(8, 6)):
+        assert torch.equal(ours[f"layers.{i}.wq.weight"], src[f"layers.{j}.wq.weight"])
+        assert torch.equal(ours[f"layers.{i}.w_down.weight"], src[f"layers.{j}.w_down.weight"])
+        assert torch.allclose(ours[f"layers.{i}.wk.weight"], pool_kv_heads(src[f"layers.{j}.wk.weight"], 8, 2))
+    assert torch.equal(ours["embed.weight"], src["embed.weight"])
+    picked = Trainer(train_cfg(tmp_path / "bd6b", preset="small", init_from="sparsed/assets/small-dlm",
+                               objective="block", model={"n_layers": 2}, init_layers=(7, 0))).model.state_dict()
+    assert torch.equal(picked["layers.0.wq.weight"], src["layers.7.wq.weight"])

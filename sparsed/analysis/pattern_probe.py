@@ -12,16 +12,16 @@ from collections.abc import Hashable
 
 import torch
 
-from sparsed.attention.base import AttentionMethod, GenerationInfo, Layout, StepInfo
+from sparsed.attention.base import AttentionMethod, GenerationInfo, Layout
+from sparsed.attention.delegate import DelegatingMethod
 from sparsed.attention.methods.sparsed import SparseD
 
 
-class PatternProbe(AttentionMethod):
-    name = "pattern_probe"
+class PatternProbe(DelegatingMethod):
+    """A ``DelegatingMethod``: outputs, name and report are the wrapped method's; ``grids`` are the probe's."""
 
     def __init__(self, inner: AttentionMethod, sparsed: SparseD, tag: Hashable | None = None) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.sparsed = sparsed
         self.tag = tag  # the inner method's memo tag (see switching.StepSwitch)
         self.grids: dict[tuple[int, int], torch.Tensor] = {}  # (step, layer) -> bool [B, Hq, nq, nk]
@@ -32,19 +32,13 @@ class PatternProbe(AttentionMethod):
     def start(self, info: GenerationInfo) -> None:
         if info.has_padding:
             raise ValueError("PatternProbe serves unpadded rows only")
-        super().start(info)
         self.grids = {}
-        self.inner.start(info)
+        super().start(info)
         self.sparsed.start(info)
 
-    def set_step(self, step: int | None, where: StepInfo | None = None) -> None:
-        super().set_step(step, where)
-        self.inner.set_step(step, where)
-
     def finish(self) -> None:
-        self.inner.finish()
-        self.sparsed.finish()
         super().finish()
+        self.sparsed.finish()
 
     def forward(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_valid: torch.Tensor | None = None, layout: Layout | None = None) -> torch.Tensor:
@@ -52,7 +46,7 @@ class PatternProbe(AttentionMethod):
             raise ValueError("PatternProbe serves full-canvas calls only (SparseD's own setting)")
         if self.step is not None:
             self.grids[(self.step, layer)] = self.sparsed.build_pattern(q, k, None).cpu()
-        return self.inner.forward(layer, q, k, v, key_valid, layout)
+        return super().forward(layer, q, k, v, key_valid, layout)
 
     def grid(self, step: int) -> dict[int, torch.Tensor]:
         """layer -> grid of one step."""

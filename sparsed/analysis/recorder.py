@@ -1,9 +1,9 @@
 """An attention recorder that any run can switch on: a wrapper around the run's attention method.
 
-``AttentionRecorder(method, settings)`` is itself an ``AttentionMethod``: every call is handed to the
-wrapped method unchanged (same outputs, same schedule, same report), and for the configured layers, heads
-and steps it also keeps what dense attention would do there, softmax(q k^T / sqrt(d)) of the layer's own
-q/k:
+``AttentionRecorder(method, settings)`` is a ``DelegatingMethod``: every call is handed to the wrapped
+method unchanged (same outputs, same schedule, same name, counters and report), and for the configured
+layers, heads and steps it also keeps what dense attention would do there, softmax(q k^T / sqrt(d)) of the
+layer's own q/k:
 
 * block-pooled probabilities (``pooling.pooled_attention``) [B, H, nq, nk] per (step, layer): the mean
   over a query block's rows of the mass they put on each key block, computed one query block at a time,
@@ -14,11 +14,15 @@ It goes through the attention interface only, so it works for every method, cach
 cached or block-causal call records the rows it computed (their canvas rows come from the ``Layout``),
 under the call's mask. Of several calls at one (step, layer) (guidance passes, a cache's store forward)
 the first is kept. When ``record.attention=false`` the runner does not build a recorder at all.
+
+With ``task=latency`` the runner's ``TimedAttention`` sits inside the recorder, so the attention time it
+reports is the method's own; the recorder's work lands in the rest of the step (the run warns about it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +30,18 @@ import torch
 
 from sparsed.analysis.pooling import pooled_attention, select_heads
 from sparsed.analysis.record_settings import RecordSettings
-from sparsed.attention.base import AttentionMethod, GenerationInfo, LayerStats, Layout, StepInfo
+from sparsed.attention.base import AttentionMethod, GenerationInfo, Layout
+from sparsed.attention.delegate import DelegatingMethod
 from sparsed.config_errors import ConfigError
 
 FORMAT_VERSION = 1
 
 
-class AttentionRecorder(AttentionMethod):
-    name = "recorder"
-
+class AttentionRecorder(DelegatingMethod):
     def __init__(self, inner: AttentionMethod, settings: RecordSettings) -> None:
-        # not the base initialiser: the counters (stats) belong to the wrapped method
         settings.validate()
-        self.inner = inner
+        super().__init__(inner)
         self.settings = settings
-        self.facts = inner.facts
-        self.info: GenerationInfo | None = None
-        self.step: int | None = None
-        self.where: StepInfo | None = None
         self.pooled: dict[tuple[int, int], torch.Tensor] = {}
         self.full: dict[tuple[int, int, int], torch.Tensor] = {}
         self.q_rows: dict[tuple[int, int], torch.Tensor] = {}
@@ -53,39 +51,20 @@ class AttentionRecorder(AttentionMethod):
         self._full_steps: set[int] = set()
         self._full_skipped: str | None = None
 
-    @property
-    def stats(self) -> dict[int, LayerStats]:  # type: ignore[override]
-        return self.inner.stats
-
-    # -- schedule hooks: the wrapped method's, plus a fresh record per generation -----------------------
+    # -- schedule hooks: the wrapped method's (DelegatingMethod), plus a fresh record per generation -------
     def start(self, info: GenerationInfo) -> None:
-        self.info = self.generation = info
-        self.step = None
-        self.where = None
+        self.generation = info
         self.pooled, self.full, self.q_rows, self.calls = {}, {}, {}, {}
         self._steps = set(self.settings.resolved_steps(info.total_steps))
         self._full_steps = set(self.settings.resolved_full_steps(info.total_steps))
+        # refused before the wrapped method starts: a record that cannot be kept stops the run up front
         self._check_model()
         self._check_size(info)
         canvas = info.canvas_length
         s = self.settings
         self._full_skipped = (None if not s.full_maps or canvas <= s.full_max_tokens else
                               f"canvas of {canvas} tokens > record.full_max_tokens={s.full_max_tokens}")
-        self.inner.start(info)
-
-    def set_step(self, step: int | None, where: StepInfo | None = None) -> None:
-        self.step = step
-        self.where = where
-        self.inner.set_step(step, where)
-
-    def finish(self) -> None:
-        self.inner.finish()
-        self.info = None
-        self.step = None
-        self.where = None
-
-    def report(self) -> dict[str, Any]:
-        return self.inner.report()
+        super().start(info)
 
     # -- the call ------------------------------------------------------------------------------------
     def forward(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -93,7 +72,7 @@ class AttentionRecorder(AttentionMethod):
         if self._wanted(layer):
             with torch.no_grad():
                 self.observe(layer, q, k, key_valid, layout)
-        return self.inner.forward(layer, q, k, v, key_valid, layout)
+        return super().forward(layer, q, k, v, key_valid, layout)
 
     def _wanted(self, layer: int) -> bool:
         if self.info is None or self.step is None or self.step not in self._steps:
@@ -154,12 +133,19 @@ class AttentionRecorder(AttentionMethod):
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the record (safetensors; the metadata as JSON under the key ``sparsed_record``)."""
+        """Write the record (safetensors; the metadata as JSON under the key ``sparsed_record``).
+
+        Written to a temporary name and renamed, so a run killed while writing never leaves a truncated record
+        under ``path``. A record already there is replaced: the runner's job logic moves an earlier launch's
+        record aside together with its result.json (``launch.job.set_aside``) before a job runs again.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(self.tensors(), str(path), metadata={"sparsed_record": json.dumps(self.metadata())})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file(self.tensors(), str(tmp), metadata={"sparsed_record": json.dumps(self.metadata())})
+        tmp.replace(path)
         return path
 
     def summary(self, path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ evaluation, analysis and result files ask the method instead of re-deriving its 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -137,6 +138,8 @@ class AttentionMethod:
         self.where: StepInfo | None = None
         self.stats: dict[int, LayerStats] = {}
         self.facts = ModelFacts()
+        self.profile = False  # time internal phases into ``timings`` (the latency task sets it)
+        self.timings: dict[str, float] = {}
 
     # -- schedule hooks, called by samplers -------------------------------------------------------
     def start(self, info: GenerationInfo) -> None:
@@ -145,6 +148,7 @@ class AttentionMethod:
         self.step = None
         self.where = None
         self.stats = {}
+        self.timings = {}
         self.reset()
 
     def reset(self) -> None:
@@ -211,13 +215,37 @@ class AttentionMethod:
         per_layer = {str(i): round(s.density, 6) for i, s in sorted(self.stats.items())}
         attended = sum(s.attended for s in self.stats.values())
         total = sum(s.total for s in self.stats.values())
-        return {
+        out = {
             "method": self.name,
             "density_per_layer": per_layer,
             "density_mean": round(attended / total, 6) if total else 1.0,
             "sparse_calls": sum(s.sparse_calls for s in self.stats.values()),
             "dense_calls": sum(s.dense_calls for s in self.stats.values()),
         }
+        if self.timings:
+            out["timings_s"] = {k: round(v, 6) for k, v in self.timings.items()}
+        return out
+
+    def timed(self, phase: str, device: torch.device):  # noqa: ANN201 - a context manager
+        """Add the wall time of a block to ``timings[phase]`` when profiling (device synchronised)."""
+        return _Phase(self, phase, device)
+
+
+class _Phase:
+    def __init__(self, method: AttentionMethod, phase: str, device: torch.device) -> None:
+        self.m, self.phase, self.device = method, phase, device
+
+    def __enter__(self) -> None:
+        if self.m.profile:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.m.profile:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.m.timings[self.phase] = self.m.timings.get(self.phase, 0.0) + time.perf_counter() - self.t0
 
 
 def pairs(q: torch.Tensor, k: torch.Tensor) -> float:

@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,13 @@ def compose_config(config: str = "config", overrides: Iterable[str] = ()) -> Any
         return compose(config_name=config, overrides=list(overrides))
 
 
+def request_key(args: tuple) -> str:  # type: ignore[type-arg]
+    """lm-eval's cache key of a generate_until request."""
+    from lm_eval.api.model import hash_args
+
+    return hash_args("generate_until", args)
+
+
 def _override_value(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
@@ -191,8 +199,40 @@ class SparsedLM(LM):
         self.sequences = 0
         self.nfe = 0
         self.cached_forwards = 0
+        # generated token ids by request (lm-eval's cache key), so that two runs compare token for token;
+        # a persistent mapping (``use_token_store``) keeps them across a resumed run
+        self.token_ids: Any = {}
         self._stop_ids = self._end_token_ids()
         self._device = model.device
+        from sparsed.eval import distributed
+
+        # lm-eval deals its requests out by these (torchrun); 0 / 1 in a single process
+        self._rank, self._world_size = distributed.rank(), distributed.world_size()
+
+    def use_token_store(self, path: str | Path) -> None:
+        """Keep generated token ids in an SQLite file beside the request cache (written as they come)."""
+        from sqlitedict import SqliteDict
+
+        self.token_ids = SqliteDict(str(path), autocommit=True)
+
+    def ids_of(self, args: tuple) -> list[int] | None:  # type: ignore[type-arg]
+        return self.token_ids.get(request_key(args))
+
+    def merge_ranks(self) -> None:
+        """Fold every rank's counters into rank 0's (nothing to do in a single process)."""
+        from sparsed.eval import distributed
+
+        ids = dict(self.token_ids.items()) if distributed.rank() else {}
+        parts = distributed.gather((self.generation_s, self.sequences, self.nfe, self.cached_forwards, self.meter.layers,
+                                    ids))
+        if parts is None or len(parts) == 1:
+            return
+        for p in parts[1:]:
+            self.token_ids.update({k: v for k, v in p[5].items() if k not in self.token_ids})
+        self.generation_s, self.sequences, self.nfe, self.cached_forwards = (sum(p[i] for p in parts) for i in range(4))
+        self.meter = DensityMeter()
+        for p in parts:
+            self.meter._add(p[4])
 
     @classmethod
     def from_parts(cls, model: DiffusionLM, tokenizer: Any, method: AttentionMethod | None, gen: Any,
@@ -204,7 +244,17 @@ class SparsedLM(LM):
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None) -> SparsedLM:
         # lm-eval's CLI always passes batch_size/device: values given in --model_args win over its defaults
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
-        return cls(**arg_dict, **extra)
+        from sparsed.launch.errors import one_line
+
+        try:
+            return cls(**arg_dict, **extra)
+        except Exception as exc:
+            line = one_line(exc)
+            if line is None:
+                raise
+            # lm-eval's CLI would print a traceback around a bad setting; one line, exit code 2, as run.py
+            print(f"error: {line}", file=sys.stderr)
+            raise SystemExit(2) from exc
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict[str, Any] | None = None) -> SparsedLM:
@@ -252,6 +302,22 @@ class SparsedLM(LM):
         ids.discard(None)
         ids.discard(self.model.args.mask_token_id)
         return ids  # type: ignore[return-value]
+
+    # -- data parallelism: what lm-eval's evaluator calls when world_size > 1 ---------------------
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        from sparsed.eval import distributed
+
+        return distributed.all_gather_tensor(tensor.to(self._device) if self._device.type == "cuda" else tensor.cpu())
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:  # noqa: ANN401
+        from sparsed.eval import distributed
+
+        return distributed.gather(obj)
+
+    def barrier(self) -> None:
+        from sparsed.eval import distributed
+
+        distributed.barrier()
 
     # -- what lm-eval asks of a model -------------------------------------------------------------
     @property
@@ -301,8 +367,9 @@ class SparsedLM(LM):
             group.sort(key=lambda j: -len(j.ids))  # longest first: an out-of-memory shows at once
             for start in range(0, len(group), self.batch_size):
                 batch = group[start : start + self.batch_size]
-                texts = self.generate_ids([j.ids for j in batch], batch[0].gen, [j.max_tokens for j in batch])
-                for job, text in zip(batch, texts, strict=True):
+                texts, rows = self.generate_rows([j.ids for j in batch], batch[0].gen, [j.max_tokens for j in batch])
+                for job, text, row in zip(batch, texts, rows, strict=True):
+                    self.token_ids[request_key(job.args)] = row
                     text = cut_at_stops(text, job.until)
                     results[job.index] = text
                     self.cache_hook.add_partial("generate_until", job.args, text)
@@ -324,9 +391,14 @@ class SparsedLM(LM):
         ids = self.encode(context, kwargs.get("add_special_tokens"))
         return _Job(index, ids, gen, until, n, args)
 
-    @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], gen: GenConfig, max_tokens: list[int] | None = None) -> list[str]:
         """Decoded answers of one left-padded batch (each cut at its first end token, then to ``max_tokens``)."""
+        return self.generate_rows(prompts, gen, max_tokens)[0]
+
+    @torch.no_grad()
+    def generate_rows(self, prompts: list[list[int]], gen: GenConfig,
+                      max_tokens: list[int] | None = None) -> tuple[list[str], list[list[int]]]:
+        """(decoded answers, generated token ids up to ``max_tokens``, before the end-token cut) of one batch."""
         pad = self._tokenizer.pad_token_id
         pad = self.model.args.pad_token_id if pad is None else pad
         ids, mask = left_pad(prompts, 0 if pad is None else pad)
@@ -337,16 +409,17 @@ class SparsedLM(LM):
         self.sequences += len(prompts)
         self.nfe += out.nfe
         self.cached_forwards += out.step_summary()["cached"]
-        texts = []
+        texts, rows = [], []
         for r, row in enumerate(out.generated.tolist()):
             limit = len(row) if max_tokens is None else max_tokens[r]
             row = row[:limit]
+            rows.append(row)
             for i, t in enumerate(row):
                 if t in self._stop_ids:
                     row = row[:i]
                     break
             texts.append(self._tokenizer.decode(row, skip_special_tokens=True))
-        return texts
+        return texts, rows
 
     # -- likelihoods --------------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:

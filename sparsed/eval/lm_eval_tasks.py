@@ -66,6 +66,8 @@ def run_lm_eval_task(
     gen = task_gen(cfg, s, s.gen_length)  # type: ignore[arg-type]
     lm = SparsedLM.from_parts(model, tokenizer, method, gen, cache=cache, batch_size=s.batch_size, mc_num=s.mc_num,
                               mc_batch_size=s.mc_batch_size, seed=gen.seed, progress=cfg.run.progress)
+    if cache_db is not None:
+        lm.use_token_store(f"{cache_db}_token_ids_rank{lm.rank}.db")
     task, extra_paths = _task_spec(s, out_dir)
     tm = TaskManager(include_path=[TASKS_DIR, *extra_paths], include_defaults=False, metadata=task_metadata(s))
     chat = s.chat_template(cfg) and bool(getattr(tokenizer, "chat_template", None))  # a base tokenizer has none
@@ -78,9 +80,11 @@ def run_lm_eval_task(
         confirm_run_unsafe_code=s.name == "humaneval",  # task=humaneval is the request to execute code
     )
     wall = time.perf_counter() - t0
-    assert res is not None
+    lm.merge_ranks()
+    if res is None:  # not rank 0 of a data-parallel run: lm-eval gathered this rank's samples to rank 0
+        return None
     detail = _scores(s.name, task, res)
-    detail["samples_file"] = str(_write_samples(out_dir, s.name, res.get("samples", {})))
+    detail["samples_file"] = str(_write_samples(out_dir, s.name, res.get("samples", {}), lm))
     detail["gen"] = {"gen_length": gen.gen_length, "steps": gen.steps,
                      "block_length": gen.block_length,  # null: a sampler without blocks (Dream's released one)
                      "temperature": gen.temperature, "top_p": gen.top_p}
@@ -158,7 +162,7 @@ def _mmlu_scores(task: str, results: dict[str, Any], n: dict[str, Any], key: str
             "n": total, "per_subject": per_subject}
 
 
-def _write_samples(out_dir: Path, name: str, samples: dict[str, list[dict[str, Any]]]) -> Path:
+def _write_samples(out_dir: Path, name: str, samples: dict[str, list[dict[str, Any]]], lm: Any = None) -> Path:  # noqa: ANN401
     """Every raw answer, extracted answer and per-sample metric (one JSON line each); the full prompt for the
     first few documents of each (sub)task only, since few-shot prompts would make MMLU's file ~40 MB."""
     path = out_dir / f"samples_{name}.jsonl"
@@ -166,8 +170,16 @@ def _write_samples(out_dir: Path, name: str, samples: dict[str, list[dict[str, A
     keep = ("doc_id", "target", "arguments", "resps", "filtered_resps", "filter")
     with path.open("w", encoding="utf-8") as f:
         for task, rows in samples.items():
-            for row in rows:
+            # a data-parallel run gathers rank by rank; document order makes the file a single process's
+            for row in sorted(rows, key=lambda r: (r.get("doc_id") or 0, str(r.get("filter")))):
                 rec = {"task": task.split("::")[-1], **{k: row.get(k) for k in keep if k in row}}
+                if lm is not None and lm.world_size > 1 and rec.get("resps"):
+                    # lm-eval evens out the ranks by running a rank's last request again and appending those
+                    # answers to it; this repository's tasks ask one answer per request (repeats 1)
+                    rec["resps"] = [r[:1] for r in rec["resps"]]
+                if lm is not None and row.get("arguments"):
+                    # the generated tokens of each request, before the end-token cut and the stop strings
+                    rec["resp_token_ids"] = [lm.ids_of(tuple(a)) for a in row["arguments"]]
                 if (row.get("doc_id") or 0) >= PROMPTS_KEPT:
                     rec.pop("arguments", None)
                 rec |= {k: v for k, v in row.items() if k in ("acc", "pass@1", "exact_match", MMLU_LENIENT)}

@@ -47,7 +47,12 @@ def run_ruler(
     first = next(iter(plan.values()))
     lm = SparsedLM.from_parts(model, tokenizer, method, first, cache=cache, batch_size=s.batch_size, seed=first.seed,
                               progress=cfg.run.progress)
-    runner = lm if cache_db is None else CachingLM(lm, str(cache_db) + "_rank0.db")
+    from sparsed.eval import distributed
+
+    world, me = distributed.world_size(), distributed.rank()
+    runner = lm if cache_db is None else CachingLM(lm, f"{cache_db}_rank{me}.db")
+    if cache_db is not None:
+        lm.use_token_store(f"{cache_db}_token_ids_rank{me}.db")
     total = DensityMeter()
     scores: dict[str, float | None] = {}
     details: dict[str, Any] = {}
@@ -68,18 +73,39 @@ def run_ruler(
             continue
         lm.gen, lm.meter, lm.progress_desc = gen, DensityMeter(), f"RULER {task}"
         gen_s0 = lm.generation_s
+        base = (lm.generation_s, lm.sequences, lm.nfe, lm.cached_forwards)
         requests = []
         for i, x in enumerate(samples):
             r = render_sample(tokenizer, x, chat)
             kwargs = {"until": [], "max_gen_toks": gen.gen_length, "steps": gen.steps, "block_length": gen.block_length,
                       "add_special_tokens": r.add_special_tokens}
             requests.append(Instance("generate_until", x, (r.text, kwargs), i, (task, i, 1)))
-        preds = runner.generate_until(requests)
+        # data parallel: every rank answers one request in `world`, rank 0 puts the answers back in order
+        mine = requests[me::world]
+        answers = runner.generate_until(mine) if mine else []
+        counts = (lm.generation_s, lm.sequences, lm.nfe, lm.cached_forwards)
+        parts = distributed.gather(([(r.idx, a, lm.ids_of(r.args)) for r, a in zip(mine, answers, strict=True)],
+                                    lm.meter.layers, [c - b for c, b in zip(counts, base, strict=True)]))
+        if parts is None:
+            continue  # not rank 0: its share is with rank 0 now
+        preds: list[str] = [""] * len(requests)
+        ids: list[list[int] | None] = [None] * len(requests)
+        for part in parts:
+            for i, answer, row in part[0]:
+                preds[i], ids[i] = answer, row
+        if world > 1:
+            meter = DensityMeter()
+            for part in parts:
+                meter._add(part[1])
+            lm.meter = meter
+            lm.generation_s, lm.sequences, lm.nfe, lm.cached_forwards = (
+                b + sum(p[2][k] for p in parts) for k, b in enumerate(base))
         refs = [x["outputs"] for x in samples]
         scores[task] = score(samples[0]["metric"], preds, refs)
         with (pred_dir / f"{task}.jsonl").open("w", encoding="utf-8") as f:
-            for x, p in zip(samples, preds, strict=True):
-                f.write(json.dumps({"index": x["index"], "prediction": p, "outputs": x["outputs"], "length": x["length"]}) + "\n")
+            for x, p, row in zip(samples, preds, ids, strict=True):
+                f.write(json.dumps({"index": x["index"], "prediction": p, "token_ids": row, "outputs": x["outputs"],
+                                    "length": x["length"]}) + "\n")
         details[task] = {
             "score": scores[task], "metric": samples[0]["metric"], "paper_name": RULER_PAPER_NAMES[task], "n": len(samples),
             "prompt_tokens_mean": round(sum(x["length"] for x in samples) / len(samples), 1),

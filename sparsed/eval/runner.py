@@ -21,18 +21,25 @@ from omegaconf import DictConfig, OmegaConf
 from sparsed.config import RunChoices, check_method_schedule
 from sparsed.config_errors import ConfigError
 from sparsed.eval.settings import RULER_TASKS, EvalSettings, parse_settings, task_gen
-from sparsed.results import device_info, versions, write_json_atomic
+from sparsed.results import device_info, versions, write_json_exclusive
 
 log = logging.getLogger("sparsed")
 
 
 def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[str, Any]:
     from sparsed.build import check_runtime, prepare
+    from sparsed.eval import distributed
 
     out_dir = Path(out_dir)
     s = parse_settings(cfg)
     _preflight(cfg, s, choices)  # every check and data load before the model
     check_runtime(cfg, choices)
+    from sparsed.build import check_checkpoint
+    from sparsed.memory import check_memory
+
+    check_checkpoint(cfg)
+    # RULER's canvas is the prompt length; a few-shot prompt of the other benchmarks is a few thousand tokens
+    check_memory(cfg, int(cfg.prompt.length) if s.name == "ruler" else 2048 + int(s.gen_length or 0), s.batch_size)
     t0 = time.perf_counter()
     built = prepare(cfg, choices)
     tokenizer, model, method, kv = built.tokenizer, built.model, built.method, built.cache
@@ -43,11 +50,15 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
         from sparsed.eval.ruler_eval import run_ruler
 
         out = run_ruler(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
+        if distributed.rank() != 0:
+            return {"status": "ok", "rank": distributed.rank(), "summary": []}
         scores, details, not_run, stats = out["scores"], out["details"], out["not_run"], out["stats"]
     else:
         from sparsed.eval.lm_eval_tasks import run_lm_eval_task
 
         detail = run_lm_eval_task(cfg, s, tokenizer, model, method, out_dir, cache_db, cache=kv)
+        if detail is None:
+            return {"status": "ok", "rank": distributed.rank(), "summary": []}  # rank 0 writes the result
         stats = {k: detail.pop(k) for k in ("generation_s", "sequences", "nfe", "cached_forwards", "attention")}
         scores, details, not_run = {s.name: detail["score"]}, {s.name: detail}, {}
     eval_s = time.perf_counter() - t1
@@ -56,6 +67,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
     from sparsed.eval.paper import paper_deviations
 
     result: dict[str, Any] = {
+        "status": "ok",
         "task": s.name,
         "scores": scores,
         "average": average,
@@ -68,6 +80,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
                    "sequences": stats["sequences"], "nfe": stats["nfe"], "cached_forwards": stats["cached_forwards"]},
         "settings": dataclasses.asdict(s),
         "cache": None if cache_db is None else str(cache_db) + "_rank0.db",
+        "world_size": distributed.world_size(),
         "warnings": paper_deviations(s.name, cfg.prompt.length, choices.attention),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),
@@ -76,12 +89,12 @@ def run_eval(cfg: DictConfig, out_dir: str | Path, choices: RunChoices) -> dict[
     }
     path = out_dir / "result.json"
     result["summary"] = eval_summary_lines(result, str(path))
-    write_json_atomic(path, result)
-    result["result_path"] = str(path)
+    result["result_path"] = str(write_json_exclusive(path, result))
     return result
 
 
-def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+def check_eval_settings(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+    """Every benchmark setting against the method, cache and sampler: config only, nothing read from disk."""
     from sparsed.cache.registry import CACHES
     from sparsed.config import check_combination
 
@@ -100,6 +113,12 @@ def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
     check_combination(choices.attention, choices.cache, cfg.model.arch, gen)
     if no_kv:
         check_method_schedule(choices.attention, gen.steps, f"task={s.name}")
+
+
+def _preflight(cfg: DictConfig, s: EvalSettings, choices: RunChoices) -> None:
+    check_eval_settings(cfg, s, choices)
+    if s.name == "ruler":
+        return
     from sparsed.eval.benchdata import BenchmarkDataUnavailable
     from sparsed.eval.lm_eval_tasks import preflight
 

@@ -168,8 +168,8 @@ def _parse_lm_eval(s: EvalSettings, raw: dict[str, Any]) -> None:
     s.num_fewshot = n
     s.fewshot_as_multiturn = bool(_bool("fewshot_as_multiturn", raw.get("fewshot_as_multiturn", True)))
     seed = raw.get("fewshot_seed", 1234)
-    if not _is_int(seed):
-        raise ConfigError(f"task.fewshot_seed={seed!r} must be an integer")
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError(f"task.fewshot_seed={seed!r} must be a non-negative integer")
     s.fewshot_seed = seed
     s.mc_num = _pos_int("mc_num", raw.get("mc_num", 128))  # type: ignore[assignment]
     s.mc_batch_size = _pos_int("mc_batch_size", raw.get("mc_batch_size", 32))  # type: ignore[assignment]

@@ -62,9 +62,16 @@ def resolve_checkpoint(path: str) -> Path:
         return Path(snapshot_download(repo_id=path, allow_patterns=HUB_FILES))
     except Exception as exc:  # noqa: BLE001 - offline, gated, missing: one clear message
         raise ConfigError(
-            f"model.path={path}: could not fetch this hub id ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). "
+            f"model.path={path}: could not fetch this hub id ({type(exc).__name__}: {_sentences(str(exc), 300)}). "
             "Offline? Download the checkpoint elsewhere and point at its folder: model.path=/path/to/checkpoint"
         ) from exc
+
+
+def _sentences(text: str, limit: int) -> str:
+    """The whole sentences of ``text`` that fit in ``limit`` characters (at least the first)."""
+    words = " ".join(text.split())
+    cut = words.rfind(". ", 0, limit)
+    return words if len(words) <= limit else words[: cut + 1] if cut > 0 else words.split(". ")[0] + "."
 
 
 def read_config(ckpt: Path) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from sparsed.training import checkpoint as ckpt
 from sparsed.training.block_loss import block_diffusion_loss
 from sparsed.training.data import Batch, DataConfig, StepDataset
 from sparsed.training.loss import mask_answers, sft_loss
+from sparsed.training.warm_start import warm_start_state
 
 log = logging.getLogger("sparsed")
 
@@ -69,6 +70,9 @@ class TrainConfig:
     pretrain_frac: float = 0.5  # rows trained with LLaDA's pretraining objective (prompt masked too)
     objective: str = "masked"  # masked (LLaDA architecture and SFT loss) | block (SDAR architecture and objective)
     block_size: int = 4  # block of the block-diffusion objective (SDAR's training block_size)
+    # More blocks: step s trains with block_sizes[s % n], so one model serves several inference blocks
+    # (LoSA runs its models at 16, SDAR ships 4). Empty: block_size only.
+    block_sizes: tuple[int, ...] = ()
     seed: int = 0
     preset: str = "small"
     model: dict[str, int] = field(default_factory=dict)  # overrides of the preset (dim, n_layers, ...)
@@ -85,7 +89,14 @@ class TrainConfig:
     log_every: int = 10
     resume: bool = False
     init_from: str | None = None  # a LLaDA-layout checkpoint to start from (e.g. the shipped small model)
+    init_layers: tuple[int, ...] = ()  # source layer of each run layer (warm start; empty: evenly spaced)
     progress: bool = True
+
+
+def block_at(cfg: TrainConfig, step: int) -> int:
+    """The block-diffusion block of training step ``step`` (round-robin over ``block_sizes``; a function of
+    the step only, so a resumed run trains the same blocks)."""
+    return cfg.block_sizes[step % len(cfg.block_sizes)] if cfg.block_sizes else cfg.block_size
 
 
 def model_args(cfg: TrainConfig, tokenizer: Any) -> ModelArgs:  # noqa: ANN401
@@ -93,8 +104,8 @@ def model_args(cfg: TrainConfig, tokenizer: Any) -> ModelArgs:  # noqa: ANN401
         raise ValueError(f"preset={cfg.preset!r}; choose one of {sorted(PRESETS)}")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective={cfg.objective!r}; choose one of {OBJECTIVES}")
-    if cfg.block_size < 1:
-        raise ValueError(f"block_size={cfg.block_size} must be >= 1")
+    if cfg.block_size < 1 or any(b < 1 for b in cfg.block_sizes):
+        raise ValueError(f"block_size={cfg.block_size}, block_sizes={cfg.block_sizes}: every block must be >= 1")
     size = PRESETS[cfg.preset] | cfg.model
     mask = tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
     if mask is None or mask == tokenizer.unk_token_id:
@@ -225,9 +236,25 @@ class Trainer:
         from sparsed.models.loading import load_model
 
         start = load_model(path, device="cpu", dtype="fp32")
+        if (start.args.arch, start.args.n_layers, start.args.n_kv_heads) != (
+                self.args.arch, self.args.n_layers, self.args.n_kv_heads) or self.cfg.init_layers:
+            self._warm_start(path, start)
+            return
         if dataclasses.replace(start.args, max_length=self.args.max_length) != self.args:  # the context may grow
             raise ValueError(f"--init-from {path}: its architecture {start.args} differs from this run's {self.args}")
         self.model.load_state_dict(start.state_dict())
+
+    def _warm_start(self, path: str, start: DiffusionLM) -> None:
+        """Another family's or size's weights (see ``warm_start``): layers by ``init_layers`` (default evenly
+        spaced), K/V heads mean-pooled into groups, SDAR's q/k norms fresh."""
+        a, b = start.args, self.args
+        state, fresh = warm_start_state(
+            start.state_dict(), self.model.state_dict(), source_layers=a.n_layers, target_layers=b.n_layers,
+            source_kv_heads=a.n_kv_heads, target_kv_heads=b.n_kv_heads, layer_map=self.cfg.init_layers or None)
+        self.model.load_state_dict(state)
+        log.info("warm start from %s (%s, %d layers, %d kv heads -> %s, %d, %d): %d fresh tensors: %s", path,
+                 a.arch, a.n_layers, a.n_kv_heads, b.arch, b.n_layers, b.n_kv_heads, len(fresh),
+                 ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
 
     @property
     def n_params(self) -> int:
@@ -261,6 +288,8 @@ class Trainer:
                               "objective": self.cfg.objective}}
         if self.cfg.objective == "block":
             extra["block_size"] = self.cfg.block_size  # as SDAR's config.json states its training block
+            if self.cfg.block_sizes:
+                extra["training"]["block_sizes"] = list(self.cfg.block_sizes)
         return ckpt.export_inference(self.model, self.out, self.tok_dir, extra)
 
     def _run_time(self) -> float:
@@ -283,7 +312,7 @@ class Trainer:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if cfg.objective == "block":
-                out = block_diffusion_loss(self.model, ids, noised, cfg.block_size, self.hidden_fn)
+                out = block_diffusion_loss(self.model, ids, noised, block_at(cfg, batch.step), self.hidden_fn)
             else:
                 out = sft_loss(self.model, ids, noised, self.hidden_fn)
         self.opt.zero_grad(set_to_none=True)

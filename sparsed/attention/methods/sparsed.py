@@ -155,7 +155,8 @@ class SparseD(AttentionMethod):
         if pad is not None:
             q, k, v = (left_align(t, pad) for t in (q, k, v))
         if build_now or layer not in self.patterns:
-            self.patterns[layer] = self.build_pattern(q, k, valid_len)
+            with self.timed("pattern_build_s", q.device):
+                self.patterns[layer] = self.build_pattern(q, k, valid_len)
             # counted once per pattern: a per-step count would synchronise the GPU at every layer
             self.pattern_pairs[layer] = attended_pairs(self.patterns[layer], self.s.block_size, L)
         if sparse_now:

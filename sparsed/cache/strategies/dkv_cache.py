@@ -53,7 +53,7 @@ class DecodeSettings(CacheSettings):
     def validate(self) -> None:
         _check_interval("dkv_decode", self.refresh_interval)
         check_choice("dkv_decode.shift", self.shift, SHIFTS)
-        if self.first_cached_step != "auto" and not str(self.first_cached_step).isdigit():
+        if self.first_cached_step != "auto" and not (str(self.first_cached_step).isdigit() and int(self.first_cached_step) >= 1):
             raise ConfigError(f"dkv_decode.first_cached_step={self.first_cached_step!r} must be auto or an integer >= 1")
 
     def check_gen(self, gen: object, arch: str) -> None:
