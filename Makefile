@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint figures clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The five analysis notebooks (analysis/0*_*.py) headless: PNG + PDF and statistics into $(FIGURES).
+# Real checkpoints: make figures MODEL="model=llada model.path=/ckpt/LLaDA-1.5 model.device=cuda" SIZE=full FIGURES=out/figs
+MODEL ?= model=small
+SIZE ?= small
+FIGURES ?= analysis/figures
+figures: $(STAMP)
+	$(PY) -m sparsed.analysis.figures --model "$(MODEL)" --size $(SIZE) --out $(FIGURES)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -20,6 +20,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from sparsed.analysis.record_settings import RecordSettings
 from sparsed.attention.base import MethodSettings
 from sparsed.attention.registry import METHODS, parse_settings
 from sparsed.cache.base import CacheSettings
@@ -97,7 +98,7 @@ class CacheChoice:
     name: str = "none"  # the KV-cache strategy; its settings (if any) are the node named after it
 
 
-_BASE_FIELDS = ("model", "gen", "prompt", "attention", "cache", "task", "run")
+_BASE_FIELDS = ("model", "gen", "prompt", "attention", "cache", "task", "run", "record")
 
 
 def _run_config_class() -> type:
@@ -109,6 +110,7 @@ def _run_config_class() -> type:
         ("cache", CacheChoice, field(default_factory=CacheChoice)),
         ("task", dict[str, Any], field(default_factory=lambda: {"name": "generate"})),
         ("run", RunSettings, field(default_factory=RunSettings)),
+        ("record", RecordSettings, field(default_factory=RecordSettings)),  # the attention recorder
     ]
     nodes: list[tuple[str, Any, Any]] = []
     for name, spec in METHODS.items():
@@ -274,6 +276,7 @@ def validate(cfg: DictConfig) -> RunChoices:
     check_choice("prompt.haystack", p.haystack, ("essay", "noise"))
     if p.kind == "niah" and (p.length is None or p.length <= g.gen_length + 64):
         raise ConfigError(f"prompt.length={p.length} must exceed gen.gen_length={g.gen_length} by at least 64 tokens")
+    check_record(cfg)
     # every method's and cache's node is checked, the chosen one's or not: a bad value is never silently kept
     for name in METHODS:
         parse_settings(name, _node(cfg, name))
@@ -285,6 +288,19 @@ def validate(cfg: DictConfig) -> RunChoices:
     if CACHES[choices.cache.name].strategy_cls.uses_kv is False:
         check_method_schedule(choices.attention, g.steps, "gen.steps")
     return choices
+
+
+def record_settings(cfg: DictConfig | dict) -> RecordSettings:
+    """The typed ``record.*`` node (defaults when the config has none)."""
+    return RecordSettings(**_node(cfg, "record"))
+
+
+def check_record(cfg: DictConfig) -> None:
+    settings = record_settings(cfg)
+    settings.validate()
+    if settings.attention and cfg.task.name not in GENERATION_TASKS:
+        raise ConfigError(f"record.attention=true records generation runs (task={'|'.join(GENERATION_TASKS)}), "
+                          f"not task={cfg.task.name}")
 
 
 def check_canvas_length(cfg: DictConfig, canvas: int) -> str | None:

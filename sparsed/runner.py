@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsed.build import check_checkpoint, check_runtime, load_run_tokenizer, prepare
-from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length
+from sparsed.config import EVAL_TASKS, RunChoices, check_canvas_length, record_settings
 from sparsed.eval.ruler_metrics import string_match_all
 from sparsed.memory import check_memory
 from sparsed.results import device_info, peak_memory, reset_peak_memory, versions, write_json_exclusive
@@ -67,10 +67,21 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     built = prepare(cfg, choices)
     load_s = time.perf_counter() - t0
     model, method, cache = built.model, built.method, built.cache
-    if cfg.task.name == "latency" and cfg.task.get("profile", True):
+    profiled = cfg.task.name == "latency" and cfg.task.get("profile", True)
+    if profiled:
         from sparsed.attention.timing import TimedAttention
 
         method = TimedAttention(method)
+    recorder = None
+    if cfg.record.attention:  # off: the method is not wrapped at all
+        from sparsed.analysis.recorder import AttentionRecorder
+
+        # outside the timer: the attention time profiled stays the method's own, without the recording
+        method = recorder = AttentionRecorder(method, record_settings(cfg))
+        if cfg.task.name == "latency":
+            warnings.append("record.attention=true with task=latency: the step times include the recorder's work"
+                            + (" (in the rest of each step: the attention time is timed inside it)" if profiled else ""))
+            log.warning(warnings[-1])
     device = model.device
     log.info("model %s (%s, %s) on %s; prompt %d tokens; attention %s; cache %s",
              cfg.model.name, model.args.arch, model.dtype, device, ids.shape[1], choices.attention.name,
@@ -110,6 +121,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "device": device_info(device),
         "model_init": cfg.model.init,
     }
+    if recorder is not None:  # the last generation's record (the warm-up's is replaced by the timed run's)
+        result["attention_record"] = recorder.summary(recorder.save(out_dir / recorder.settings.file))
     path = write_json_exclusive(out_dir / "result.json", result)
     result["result_path"] = str(path)
     return result

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 register_schemas()
 LLADA = ["model=llada_small_random", "prompt=short"]
 DREAM = ["model=dream_small_random", "prompt=short"]
-FREE_TEXT = {"model.name", "prompt.name", "run.wandb_project"}  # any string is a valid name
+# any string is a valid name (record.file: any name without a folder, its one bad value is in OUT_OF_RANGE)
+FREE_TEXT = {"model.name", "prompt.name", "run.wandb_project", "record.file"}
 # numbers with no upper bound: a wrong type and a negative value only
 UNBOUNDED = {"gen.temperature", "gen.cfg_scale", "gen.factor", "gen.alg_temp", "model.seed", "gen.seed", "prompt.seed",
              "model.max_length", "gen.top_k", "streaming_llm.sinks", "dkv_greedy.window", "task.num_fewshot",
@@ -38,7 +39,8 @@ OUT_OF_RANGE = {"gen.threshold": "1.5", "gen.top_p": "1.5", "sparsed.select": "1
                 "sparsed.block_size": "48", "streaming_llm.sink_ratio": "1.0", "prompt.length": "40",
                 "gen.gen_length": "100", "gen.block_length": "48", "sliding_window.ws": "0",
                 "streaming_llm.ws": "0", "dkv_decode.refresh_interval": "0", "dkv_greedy.refresh_interval": "0",
-                "dkv_pd.refresh_interval": "0"}
+                "dkv_pd.refresh_interval": "0", "record.file": "a/b", "record.layers": "[-1]", "record.heads": "[-1]",
+                "record.full_maps": "[[1]]"}
 DREAM_FIELDS = {"gen.alg", "gen.top_p", "gen.top_k", "gen.alg_temp"}  # settings of Dream's sampler only
 
 
@@ -76,9 +78,11 @@ def schema_fields() -> list[tuple[str, typing.Any]]:
 
 def bad_values(key: str, tp: typing.Any) -> list[str]:
     base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
-    wrong = {int: "abc", float: "abc", bool: "maybe", str: "[1,2]", dict: "5"}.get(base, "[1,2]")
+    if typing.get_origin(base) is list:  # list[int] (record.layers, ...): a list is the right type, a word is not
+        base = list
+    wrong = {int: "abc", float: "abc", bool: "maybe", str: "[1,2]", dict: "5", list: "abc"}.get(base, "[1,2]")
     if key in FREE_TEXT or base is dict:
-        return [wrong]
+        return [wrong, *([OUT_OF_RANGE[key]] if key in OUT_OF_RANGE else [])]
     negative = {bool: "-5", str: "-5"}.get(base, "-5")
     values = [wrong, negative]
     if key in OUT_OF_RANGE:

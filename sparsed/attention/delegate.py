@@ -35,6 +35,20 @@ class DelegatingMethod(AttentionMethod):
     def stats(self) -> dict[int, LayerStats]:  # type: ignore[override]
         return self.inner.stats
 
+    # The profiling switch and its phase timings are the wrapped method's too, so that wrappers nest in any
+    # order: TimedAttention around another wrapper still switches on the real method's phase timing.
+    @property
+    def profile(self) -> bool:  # type: ignore[override]
+        return self.inner.profile
+
+    @profile.setter
+    def profile(self, value: bool) -> None:
+        self.inner.profile = value
+
+    @property
+    def timings(self) -> dict[str, float]:  # type: ignore[override]
+        return self.inner.timings
+
     def start(self, info: GenerationInfo) -> None:
         self.info, self.step, self.where = info, None, None
         self.inner.start(info)

@@ -8,7 +8,8 @@
   linked into place); a relaunch runs it again, and an evaluation resumes from its request cache.
 * An unreadable ``result.json`` (not written by this code, e.g. a copy cut short) is moved aside as
   ``result.corrupt-N.json``, and one made by other settings (a preset edited since) as
-  ``result.stale-N.json``; the job runs again.
+  ``result.stale-N.json``; the job runs again. Files the result names beside itself (the attention record of
+  ``record.attention=true``) are moved aside with it, under the same ``.<state>-N`` suffix.
 """
 
 from __future__ import annotations
@@ -72,11 +73,33 @@ def same_config(path: Path, cfg: DictConfig) -> bool:
     return comparable(stored) == comparable(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
+def companions(path: Path) -> list[Path]:
+    """The files a result names beside itself (its attention record, ``record.attention``) that exist."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    record = data.get("attention_record") if isinstance(data, dict) else None
+    name = record.get("path") if isinstance(record, dict) else None
+    # by name in the result's folder: the stored path may be another machine's (the folder was copied)
+    found = path.parent / Path(name).name if isinstance(name, str) and name else None
+    return [found] if found is not None and found.is_file() else []
+
+
+def _aside(path: Path, state: str, n: int) -> Path:
+    return path.with_name(f"{path.stem}.{state}-{n}{path.suffix}")
+
+
 def set_aside(path: Path, state: str) -> Path:
-    """Rename ``result.json`` to the first free ``result.<state>-N.json``."""
+    """Rename ``result.json`` to the first free ``result.<state>-N.json``, and the files it names beside it
+    to ``<stem>.<state>-N<suffix>`` (same N), so that the rerun's own files never replace them."""
+    files = [path, *companions(path)]
     n = 1
-    while (target := path.with_name(f"{path.stem}.{state}-{n}{path.suffix}")).exists():
+    while any(_aside(f, state, n).exists() for f in files):
         n += 1
+    for f in files[1:]:
+        f.rename(_aside(f, state, n))
+    target = _aside(path, state, n)
     path.rename(target)
     return target
 
