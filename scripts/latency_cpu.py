@@ -32,7 +32,8 @@ ROWS = {
 }
 
 
-def cell(model: str, init: str, length: int, steps: int, gen: int, row: str, repeats: int, out: Path) -> dict[str, Any]:
+def cell(model: str, init: str, length: int, steps: int, gen: int, row: str, repeats: int, out: Path,
+         extra: list[str] = ()) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
 
     from sparsed.config import register_schemas
@@ -41,7 +42,7 @@ def cell(model: str, init: str, length: int, steps: int, gen: int, row: str, rep
     register_schemas()
     over = [f"model={model}", "task=latency", f"task.repeats={repeats}", f"prompt.length={length}",
             f"gen.steps={steps}", f"gen.gen_length={gen}", f"gen.block_length={gen}", "run.progress=false",
-            "run.wandb=false", *ROWS[row]]
+            "run.wandb=false", *ROWS[row], *extra]
     if init == "random":
         over.append("model.init=random")
     if row == "sparsed" and length > 2048:
@@ -69,6 +70,9 @@ def main() -> None:
     ap.add_argument("--rows", nargs="+", default=["dense", "sparsed"], choices=sorted(ROWS))
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--tag", default="small")
+    ap.add_argument("--set", nargs="*", default=[], metavar="OVERRIDE",
+                    help="more run.py overrides for every cell, e.g. model.architecture.n_layers=2 (the 8B "
+                         "shapes with fewer layers: every layer is the same, so the attention share is the model's)")
     ap.add_argument("--out", default="results/latency")
     args = ap.parse_args()
     out = Path(args.out)
@@ -87,7 +91,8 @@ def main() -> None:
                 if key in data["cells"]:
                     continue
                 t0 = time.time()
-                data["cells"][key] = cell(args.model, args.init, length, steps, max(args.gen, 1), row, args.repeats, out)
+                data["cells"][key] = cell(args.model, args.init, length, steps, max(args.gen, 1), row, args.repeats, out,
+                                         args.set)
                 data["cells"][key]["wall_s"] = round(time.time() - t0, 1)
                 data["cells"][key]["load_average"] = os.getloadavg()
                 print(key, json.dumps({k: data["cells"][key][k] for k in ("median_total_s", "attention_share",
