@@ -483,13 +483,11 @@ def test_sdar_configs_validate_and_refuse_what_cannot_run():
     for overrides in (["model=sdar", "attention=dense", "cache=block_prefix"],
                       ["model=trado", "attention=streaming_llm"],
                       ["model=sdar_small_random", "attention=sliding_window", "cache=block_prefix"],
-                      # a block-diffusion preset picks dense + block_prefix itself
-                      ["model=sdar"], ["model=small_bd"], ["model=sdar", "cache=none"]):
+                      ["model=small_bd", "attention=losa", "cache=block_prefix"],
+                      ["model=sdar", "attention=dense", "cache=none"]):
         validate(cfg_with(*overrides))
     refused = [
-        (["model=sdar", "attention=sparsed"], "attention=sparsed does not run on a KV cache"),
-        (["model=sdar", "attention=sparsed", "cache=none"],
-         "attention=sparsed does not serve block-causal models .*methods that do: dense"),
+        (["model=sdar"], "attention=sparsed does not serve block-causal models .*methods that do: dense"),
         (["model=sdar", "attention=dense", "cache=prefix"], "cache=prefix is defined for model families llada, dream"),
         (["model=llada_small_random", "attention=dense", "cache=block_prefix"],
          "cache=block_prefix is defined for model families sdar"),
