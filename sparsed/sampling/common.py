@@ -13,6 +13,7 @@ import torch
 
 from sparsed.attention.base import AttentionMethod, GenerationInfo, StepInfo
 from sparsed.cache.base import CacheStrategy, StepPlan
+from sparsed.config_errors import ConfigError
 from sparsed.models.kv_cache import KVCache, Rows
 from sparsed.models.transformer import DiffusionLM
 
@@ -58,6 +59,23 @@ def make_canvas(
     if attention_mask is not None:
         full_mask = torch.nn.functional.pad(attention_mask.to(device).long(), (0, gen_length), value=1)
     return x, full_mask
+
+
+def check_block_schedule(gen_length: int, block_length: int | None, steps: int, *, unset: str,
+                         steps_note: str = "") -> int:
+    """The block geometry every semi-autoregressive sampler needs (``unset``: the error when no block is
+    given, ``steps_note``: what the family does with steps per block); returns the number of blocks."""
+    if block_length is None:
+        raise ConfigError(unset)
+    if gen_length <= 0 or block_length <= 0 or steps <= 0:
+        raise ConfigError(f"gen_length={gen_length}, block_length={block_length}, steps={steps} must all be > 0")
+    if gen_length % block_length:
+        raise ConfigError(f"gen.gen_length={gen_length} is not divisible by gen.block_length={block_length}")
+    n_blocks = gen_length // block_length
+    if steps % n_blocks:
+        raise ConfigError(f"gen.steps={steps} is not divisible by the number of blocks ({n_blocks} = "
+                          f"gen_length/block_length){steps_note}")
+    return n_blocks
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,6 +33,7 @@ from sparsed.sampling.common import (
     GenerationOutput,
     StepClock,
     StepRunner,
+    check_block_schedule,
     make_canvas,
     method_session,
     pad_counts_of,
@@ -45,17 +46,8 @@ REMASKING = ("low_confidence", "random", "random_fixed")
 
 def check_llada_settings(gen_length: int, block_length: int | None, steps: int, remasking: str,
                          threshold: float | None = None, factor: float | None = None) -> None:
-    if block_length is None:
-        raise ConfigError("gen.block_length must be set for LLaDA (the semi-autoregressive block; = gen_length for one block)")
-    if gen_length <= 0 or block_length <= 0 or steps <= 0:
-        raise ConfigError(f"gen_length={gen_length}, block_length={block_length}, steps={steps} must all be > 0")
-    if gen_length % block_length:
-        raise ConfigError(f"gen.gen_length={gen_length} is not divisible by gen.block_length={block_length}")
-    n_blocks = gen_length // block_length
-    if steps % n_blocks:
-        raise ConfigError(
-            f"gen.steps={steps} is not divisible by the number of blocks ({n_blocks} = gen_length/block_length)"
-        )
+    check_block_schedule(gen_length, block_length, steps, unset="gen.block_length must be set for LLaDA (the "
+                         "semi-autoregressive block; = gen_length for one block)")
     if remasking not in REMASKING:
         raise ConfigError(f"gen.remasking={remasking!r} is not allowed; choose one of: {', '.join(REMASKING)}")
     if threshold is not None and factor is not None:

@@ -42,21 +42,21 @@ from sparsed.config_errors import ConfigError
 from sparsed.models.transformer import DiffusionLM
 from sparsed.sampling import block_rules as rules
 from sparsed.sampling.block_canvas import BlockCanvas, build_canvas, unpack_sequences
-from sparsed.sampling.common import GenerationOutput, StepClock, StepRunner, method_session, progress
+from sparsed.sampling.common import (
+    GenerationOutput,
+    StepClock,
+    StepRunner,
+    check_block_schedule,
+    method_session,
+    progress,
+)
 
 
 def check_sdar_settings(gen_length: int, block_length: int | None, steps: int, remasking: str,
                         threshold: float | None, temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if block_length is None:
-        raise ConfigError("gen.block_length must be set for SDAR (its block size; the released models use 4)")
-    if gen_length <= 0 or block_length <= 0 or steps <= 0:
-        raise ConfigError(f"gen_length={gen_length}, block_length={block_length}, steps={steps} must all be > 0")
-    if gen_length % block_length:
-        raise ConfigError(f"gen.gen_length={gen_length} is not divisible by gen.block_length={block_length}")
-    n_blocks = gen_length // block_length
-    if steps % n_blocks:
-        raise ConfigError(f"gen.steps={steps} is not divisible by the number of blocks ({n_blocks} = "
-                          "gen_length/block_length); SDAR's steps per block = gen.steps / blocks")
+    check_block_schedule(gen_length, block_length, steps,
+                         unset="gen.block_length must be set for SDAR (its block size; the released models use 4)",
+                         steps_note="; SDAR's steps per block = gen.steps / blocks")
     if remasking not in rules.REMASKING:
         raise ConfigError(f"gen.remasking={remasking!r} is not allowed for SDAR; choose one of: {', '.join(rules.REMASKING)}")
     if remasking == "low_confidence_dynamic" and threshold is None:
