@@ -37,6 +37,13 @@ ROW_LABELS = {"dense": "dense (FlashAttention)", "dkv_greedy": "+ dKV-Cache (Gre
               "no_skip_paper": "- Skipping Sparse (skip=0, Algorithm 1)", "no_reuse": "- Sparse Reusing",
               "no_isolated": "- Isolated Selection"}
 TABLES = ("table1", "table4", "table2", "fig4", "fig5", "fig6")
+# Row identities of the paper's layouts (configs/row/ presets, or a plain run's method name, see row_of):
+# every delta is against the dense row; Figure 4 draws three rows; Figures 5 and 6 are about SparseD's row
+# (its speed-up, and the sweep of its settings, read from its method's own node).
+BASELINE_ROW = "dense"
+FIG4_ROWS = ("dense", "streaming_llm", "sparsed")
+SPARSED_ROW = "sparsed"
+FIG6_SETTINGS = ("skip", "select")
 
 
 @dataclass
@@ -96,6 +103,15 @@ def load(dirs: Iterable[str | Path]) -> list[Cell]:
     return cells
 
 
+def _ok_value(c: Cell | None) -> float | None:
+    return c.value if c is not None and c.status == "ok" else None
+
+
+def _settings(c: Cell) -> dict[str, Any]:
+    """The node of the cell's attention method (each method's settings live under its own name)."""
+    return c.config.get(c.config["attention"]["name"]) or {}
+
+
 def _fmt(v: float | None, digits: int = 2) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
@@ -124,8 +140,11 @@ class Tables:
         return self.index.get((model, row, column))
 
     def value(self, model: str, row: str, column: str) -> float | None:
-        c = self.get(model, row, column)
-        return c.value if c is not None and c.status == "ok" else None
+        return _ok_value(self.get(model, row, column))
+
+    def dense(self, model: str, row: str, column: str) -> float | None:
+        """The baseline a row's cell is compared with (none for the baseline itself)."""
+        return None if row == BASELINE_ROW else self.value(model, BASELINE_ROW, column)
 
     # -- the tables: each returns (markdown, csv rows) --------------------------------------------------
     def table1(self) -> tuple[str, list[dict[str, Any]]]:
@@ -135,19 +154,18 @@ class Tables:
             present = [r for r in dict.fromkeys([*paper, *(c.row for c in self.cells if c.model == model)])]
             lines += [f"**{MODELS.get(model, model)}** — ours [ours − our dense] (paper)", "",
                       "| Method | " + " | ".join((*BENCHMARKS, "Avg.")) + " |", "|---" * (len(BENCHMARKS) + 2) + "|"]
+            dense_values = [self.value(model, BASELINE_ROW, b) for b in BENCHMARKS]
+            dense_avg = sum(dense_values) / 5 if all(v is not None for v in dense_values) else None  # type: ignore[misc]
             for row in present:
                 values = [self.value(model, row, b) for b in BENCHMARKS]
                 avg = sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
-                dense_values = [self.value(model, "dense", b) for b in BENCHMARKS]
-                dense_avg = sum(dense_values) / 5 if all(v is not None for v in dense_values) else None  # type: ignore[misc]
                 texts = []
-                for b, _v in zip(BENCHMARKS, values, strict=True):
-                    dense = None if row == "dense" else self.value(model, "dense", b)
+                for b in BENCHMARKS:
+                    dense = self.dense(model, row, b)
                     texts.append(_cell_text(self.get(model, row, b), paper.get(row, {}).get(b), dense))
-                    rows.append(self._csv(model, row, b, paper.get(row, {}).get(b), None if row == "dense" else
-                                          self.value(model, "dense", b)))
+                    rows.append(self._csv(model, row, b, paper.get(row, {}).get(b), dense))
                 avg_text = _fmt(avg) + (f" [{avg - dense_avg:+.2f}]" if avg is not None and dense_avg is not None
-                                        and row != "dense" else "") if avg is not None else "-"
+                                        and row != BASELINE_ROW else "") if avg is not None else "-"
                 if paper.get(row, {}).get("Avg.") is not None:
                     avg_text += f" ({paper[row]['Avg.']:.2f})"
                 lines.append(f"| {ROW_LABELS.get(row, row)} | " + " | ".join(texts) + f" | {avg_text} |")
@@ -191,7 +209,7 @@ class Tables:
         for row in rows_present:
             texts = []
             for col in ("RULER-4k", "latency-64k"):
-                dense = None if row == "dense" else self.value("llada", "dense", col)
+                dense = self.dense("llada", row, col)
                 texts.append(_cell_text(self.get("llada", row, col), paper.get(row, {}).get(col), dense))
                 rows.append(self._csv("llada", row, col, paper.get(row, {}).get(col), dense))
             lines.append(f"| {ROW_LABELS.get(row, row)} | " + " | ".join(texts) + " |")
@@ -203,12 +221,12 @@ class Tables:
                  "| Model | Method | " + " | ".join(lengths) + " |", "|---|---" + "|---" * len(lengths) + "|"]
         rows = []
         for model in self.models:
-            for row in ("dense", "streaming_llm", "sparsed"):
+            for row in FIG4_ROWS:
                 paper = PAPER["fig4"].get(model, {}).get(row, {})
                 texts = []
                 for n in lengths:
                     col = f"latency-{n}"
-                    dense = None if row == "dense" else self.value(model, "dense", col)
+                    dense = self.dense(model, row, col)
                     texts.append(_cell_text(self.get(model, row, col), paper.get(n), dense, digits=1))
                     rows.append(self._csv(model, row, col, paper.get(n), dense))
                 lines.append(f"| {MODELS.get(model, model)} | {ROW_LABELS.get(row, row)} | " + " | ".join(texts) + " |")
@@ -224,9 +242,8 @@ class Tables:
                 if c.model == model and c.column == "latency-64k":
                     by_steps.setdefault(int(c.config["gen"]["steps"]), {})[c.row] = c
             for steps in sorted(by_steps):
-                d, s = by_steps[steps].get("dense"), by_steps[steps].get("sparsed")
-                dv = d.value if d is not None and d.status == "ok" else None
-                sv = s.value if s is not None and s.status == "ok" else None
+                d, s = by_steps[steps].get(BASELINE_ROW), by_steps[steps].get(SPARSED_ROW)
+                dv, sv = _ok_value(d), _ok_value(s)
                 speed = dv / sv if dv and sv else None
                 paper = PAPER["fig5"].get(model, {}).get(steps)
                 lines.append(f"| {MODELS.get(model, model)} | {steps} | {_cell_text(d, None, None, 1)} | "
@@ -242,24 +259,22 @@ class Tables:
         for model in self.models:
             points: dict[tuple[str, float], dict[str, Cell]] = {}
             for c in self.cells:
-                if c.model != model or c.config["attention"]["name"] != "sparsed":
+                if c.model != model or c.row != SPARSED_ROW:
                     continue
-                for setting in ("skip", "select"):
-                    points.setdefault((setting, float(c.config["sparsed"][setting])), {})[c.column] = c
+                for setting in FIG6_SETTINGS:
+                    points.setdefault((setting, float(_settings(c)[setting])), {})[c.column] = c
             for (setting, value), cols in sorted(points.items()):
                 paper = PAPER["fig6"].get(model, {}).get(setting, {}).get(value)
                 acc, lat = cols.get("RULER-4k"), cols.get("latency-64k")
                 lines.append(f"| {MODELS.get(model, model)} | {setting} | {value:g} | {_cell_text(acc, paper, None)} | "
                              f"{_cell_text(lat, None, None, 1)} |")
                 rows.append({"model": model, "setting": setting, "value": value,
-                             "ruler_4k": acc.value if acc is not None and acc.status == "ok" else None,
-                             "paper_ruler_4k": paper,
-                             "latency_64k_s": lat.value if lat is not None and lat.status == "ok" else None})
+                             "ruler_4k": _ok_value(acc), "paper_ruler_4k": paper, "latency_64k_s": _ok_value(lat)})
         return "\n".join(lines) + "\n", rows
 
     def _csv(self, model: str, row: str, column: str, paper: float | None, dense: float | None) -> dict[str, Any]:
         c = self.get(model, row, column)
-        ours = c.value if c is not None and c.status == "ok" else None
+        ours = _ok_value(c)
         return {"model": model, "row": row, "column": column, "ours": ours, "paper": paper,
                 "delta_dense": None if ours is None or dense is None else round(ours - dense, 4),
                 "status": "missing" if c is None else c.status, "partial": bool(c and c.partial),
@@ -283,8 +298,7 @@ def applicable(tables: Tables) -> list[str]:
         out.append("fig4")
     if len({c.config["gen"]["steps"] for c in tables.cells if c.column == "latency-64k"}) > 1:
         out.append("fig5")
-    if len({(c.config["sparsed"]["skip"], c.config["sparsed"]["select"]) for c in tables.cells
-            if c.config["attention"]["name"] == "sparsed"}) > 1:
+    if len({tuple(_settings(c)[k] for k in FIG6_SETTINGS) for c in tables.cells if c.row == SPARSED_ROW}) > 1:
         out.append("fig6")
     return out
 
