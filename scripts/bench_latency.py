@@ -118,20 +118,24 @@ def measure(model, name: str, length: int, timer: Timer, repeats: int, record) -
     for backend in backends:
         m = build_method("dense", {"backend": backend}, b.facts)
         record(f"dense_{backend}", step_stats(timer, lambda m=m: b.forward(m), repeats, dev))
-    # SparseD: the build step (dense + pattern) and the sparse steps, FlexAttention on the block grid
-    sp = build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK, "compat": "reference"}, b.facts)
-    sp.start(b.info())
-    build, first_sparse = sp.schedule(128)
+    # SparseD: the build step (dense + pattern) and the sparse steps, FlexAttention on the block grid, and
+    # FA4's block-sparse kernel (its dense steps FA4 too) where FlashAttention-4 imports
+    for prefix, kernel_settings in sparsed_variants(backends).items():
+        sp = build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK, "compat": "reference",
+                                      **kernel_settings}, b.facts)
+        sp.start(b.info())
+        build, first_sparse = sp.schedule(128)
 
-    def build_step() -> None:
-        sp.patterns = {}
-        sp.set_step(build)
-        b.forward(sp)
+        def build_step(sp=sp, build=build) -> None:
+            sp.patterns = {}
+            sp.set_step(build)
+            b.forward(sp)
 
-    record("sparsed_build_step", step_stats(timer, build_step, repeats, dev))
-    sp.set_step(first_sparse)
-    record("sparsed_sparse_step", step_stats(timer, lambda: b.forward(sp), repeats, dev))
-    record("sparsed_density", sp.report()["density_mean"])
+        record(f"{prefix}_build_step", step_stats(timer, build_step, repeats, dev))
+        sp.stats.clear()  # the density of the sparse steps alone (the build steps count 1)
+        sp.set_step(first_sparse)
+        record(f"{prefix}_sparse_step", step_stats(timer, lambda sp=sp: b.forward(sp), repeats, dev))
+        record(f"{prefix}_sparse_density", sp.report()["density_mean"])
     # StreamingLLM: sinks + a window of half the length (the paper's Figure 4 setting)
     st = build_method("streaming_llm", {"ws": length // 2, "sink_ratio": 0.1}, b.facts)
     st.start(b.info())
@@ -173,6 +177,14 @@ def measure(model, name: str, length: int, timer: Timer, repeats: int, record) -
             blocks.append({"refresh": first["refresh"], "cached": {"median_s": round(c, 6)}})
         rep = m.report()
         record(key, {"blocks": blocks, "measured": per_block, "kv_density": rep.get("kv_density")})
+
+
+def sparsed_variants(backends: list[str]) -> dict[str, dict[str, str]]:
+    """Result-key prefix -> SparseD kernel settings: Flex always, FA4 block-sparse where FA4 imports."""
+    out = {"sparsed": {}}
+    if "fa4" in backends:
+        out["sparsed_fa4"] = {"kernel": "fa4", "dense_backend": "fa4"}
+    return out
 
 
 def checks(model, length: int) -> dict[str, float]:  # noqa: ANN001
@@ -221,8 +233,11 @@ def compose(r: dict[str, Any], steps: int) -> dict[str, float]:
     build = int(steps * SKIP) + 1
     sparse_steps = steps - build - 1
     d_auto = r.get("dense_cudnn", r.get("dense_auto", {"median_s": dense}))["median_s"]
-    out["sparsed"] = round(build * d_auto + r["sparsed_build_step"]["median_s"]
-                           + sparse_steps * r["sparsed_sparse_step"]["median_s"], 3)
+    # each SparseD variant's dense steps use its own dense kernel (Flex rows: SDPA auto = cuDNN; FA4 rows: FA4)
+    for prefix, d_steps in (("sparsed", d_auto), ("sparsed_fa4", r.get("dense_fa4", {}).get("median_s"))):
+        if f"{prefix}_build_step" in r and d_steps is not None:
+            out[prefix] = round(build * d_steps + r[f"{prefix}_build_step"]["median_s"]
+                                + sparse_steps * r[f"{prefix}_sparse_step"]["median_s"], 3)
     out["streaming_llm"] = round(steps * r["streaming_step"]["median_s"], 3)
     per_block = steps // (GEN // BLOCK)
     for key in ("prefix_dense", "prefix_losa", "prefix_quest", "prefix_sparsed_cache"):
@@ -233,8 +248,11 @@ def compose(r: dict[str, Any], steps: int) -> dict[str, float]:
     return out
 
 
-def validate(model, length: int, timer: Timer) -> dict[str, Any]:  # noqa: ANN001
-    """Complete sampled generations (T = 128) against the composed times of the same length."""
+def validate(model, length: int, timer: Timer, warmup: bool = True, record=None) -> dict[str, Any]:  # noqa: ANN001
+    """Complete sampled generations (T = 128) against the composed times of the same length.
+
+    With ``warmup`` each setting first runs one untimed generation, as the step timings exclude one-time
+    costs (FlexAttention / FA4 compilation, cuDNN plan choice, allocator growth); the timed one follows."""
     from sparsed.cache import build_cache
     from sparsed.sampling.llada import generate as llada_generate
 
@@ -246,12 +264,19 @@ def validate(model, length: int, timer: Timer) -> dict[str, Any]:  # noqa: ANN00
             "sparsed": (build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK}, b.facts),
                         None),
             "prefix_dense": (build_method("dense"), build_cache("prefix"))}
+    if model.device.type == "cuda" and "fa4" in available_dense_backends():
+        runs["dense_fa4"] = (build_method("dense", {"backend": "fa4"}), None)
+        runs["sparsed_fa4"] = (build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK,
+                                                        "kernel": "fa4", "dense_backend": "fa4"}, b.facts), None)
     for key, (method, cache) in runs.items():
         if model.args.arch != "llada":
             break
-        gen = llada_generate(model, prompt, steps=128, gen_length=GEN, block_length=BLOCK, attention=method,
-                             cache=cache)
+        for _ in range(2 if warmup else 1):  # the last generation is the timed one
+            gen = llada_generate(model, prompt, steps=128, gen_length=GEN, block_length=BLOCK, attention=method,
+                                 cache=cache)
         out[key] = round(gen.total_time, 3)
+        if record is not None:  # a call cut short keeps the generations it finished
+            record(dict(out))
     return out
 
 
@@ -265,6 +290,8 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="tiny random models (a CPU smoke run of this script)")
     ap.add_argument("--deadline-s", type=float, default=None)
     ap.add_argument("--validate-only", action="store_true", help="only the complete generations (compare offline)")
+    ap.add_argument("--no-validate-warmup", action="store_true",
+                    help="time each complete generation cold (no untimed generation first)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -300,16 +327,22 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 continue
             data["composed"].setdefault(shape, {})[str(length)] = compose(res, 128)
-            if length == max(args.lengths):
+            if length == max(args.lengths):  # Figure 5 at the run's longest length (the paper's: 64k)
                 data["fig5"][shape] = {str(T): compose(res, T) for T in args.fig5_steps}
+                data.setdefault("fig5_length", {})[shape] = length
             save()
         if args.validate_length and not (args.deadline_s is not None and time.time() - t0 > args.deadline_s):
-            measured = validate(model, args.validate_length, timer)
             composed = data["composed"].get(shape, {}).get(str(args.validate_length), {})
-            data["validation"][shape] = {k: {"measured_s": v, "composed_s": composed.get(k),
-                                             "error": None if not composed.get(k) else round(composed[k] / v - 1, 4)}
-                                         for k, v in measured.items()}
-            save()
+
+            def record_validation(measured: dict[str, float], shape=shape, composed=composed) -> None:
+                data["validation"][shape] = {
+                    k: {"measured_s": v, "composed_s": composed.get(k),
+                        "error": None if not composed.get(k) else round(composed[k] / v - 1, 4)}
+                    for k, v in measured.items()}
+                print(f"{shape} validation: {json.dumps(data['validation'][shape])[:300]}", flush=True)
+                save()
+
+            validate(model, args.validate_length, timer, warmup=not args.no_validate_warmup, record=record_validation)
         del model
         if dev.type == "cuda":
             torch.cuda.empty_cache()

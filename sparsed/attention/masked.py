@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from sparsed.attention.kernels import repeat_kv
 from sparsed.attention.padding import left_align, restore_left_padding
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+COMPILED_MASK_FROM = 16384  # canvas length from which a CUDA block mask is created compiled (memory, see build_mask)
 
 
 class FixedPatternMethod(AttentionMethod):
@@ -97,6 +99,15 @@ def build_mask(mask_mod: MaskMod, batch: int, length: int, device: torch.device)
     if device.type == "cuda":
         from torch.nn.attention.flex_attention import create_block_mask
 
+        if length >= COMPILED_MASK_FROM:
+            # eager creation evaluates mask_mod on the whole [L, L] grid with int64 position temporaries:
+            # at 64k that peaked at 82 GiB on an H200 (results/latency/h200.md, StreamingLLM); the compiled
+            # creation works block by block. Below the threshold eager is cheaper than a compilation.
+            try:
+                return create_block_mask(mask_mod, batch, None, length, length, device=device, _compile=True)
+            except Exception as exc:  # noqa: BLE001 - a compiler failure must not stop the run: eager still works
+                warnings.warn(f"compiled block-mask creation failed ({type(exc).__name__}: {exc}); building it "
+                              "eagerly (memory grows with length squared)", stacklevel=2)
         return create_block_mask(mask_mod, batch, None, length, length, device=device)
     ar = torch.arange(length, device=device)
     b = torch.arange(batch, device=device)[:, None, None]
