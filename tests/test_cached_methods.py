@@ -212,3 +212,34 @@ def test_losa_on_block_diffusion_loads_a_fraction_of_the_finished_blocks():
     out = sdar_generate(model, p, steps=16, gen_length=16, block_length=4, cache=build_cache("block_prefix"), attention=m)
     assert 0 < m.report()["kv_density"] < 0.5
     assert not (out.generated == 299).any()
+
+
+@pytest.mark.parametrize("n_rep", [1, 4])
+def test_sparsed_cache_gathers_only_the_kept_blocks_and_computes_the_masked_function(n_rep):
+    """The gathered kernel against the plain formulation: a token mask over every cached key."""
+    from sparsed.attention.lse import attention_lse
+    from sparsed.attention.methods.sparsed_cache import gathered_block_attention, key_blocks
+
+    g = torch.Generator().manual_seed(n_rep)
+    B, Hkv, D, bs = 2, 2, 8, 8
+    Hq, Lk = Hkv * n_rep, 90
+    static = ((0, 37), (50, 83))  # two regions with partial last blocks, a gap (the current block) between
+    blocks = key_blocks(static, bs, prompt_length=37, device=torch.device("cpu"))
+    q = torch.randn(B, Hq, 21, D, generator=g, dtype=torch.float64)
+    k = torch.randn(B, Hkv, Lk, D, generator=g, dtype=torch.float64)
+    v = torch.randn(B, Hkv, Lk, D, generator=g, dtype=torch.float64)
+    key_valid = torch.ones(B, Lk, dtype=torch.bool)
+    key_valid[1, :5] = False  # a left-padded row
+    grid = torch.rand(B, Hq, 3, len(blocks.start), generator=g) < 0.35
+    grid[0, 0, 0] = False  # a query block that keeps nothing
+    out, lse, union = gathered_block_attention(q, k, v, key_valid, blocks, grid, bs)
+
+    idx = torch.cat([torch.arange(int(s), int(s + n)) for s, n in zip(blocks.start, blocks.length, strict=True)])
+    bid = torch.repeat_interleave(torch.arange(len(blocks.start)), blocks.length)
+    qb = torch.arange(q.shape[2]) // bs
+    mask = grid[:, :, qb][..., bid] & key_valid[:, None, None, idx]
+    want, want_lse = attention_lse(q, k[:, :, idx], v[:, :, idx], mask)
+    torch.testing.assert_close(out, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(lse, want_lse, atol=1e-12, rtol=0)
+    assert torch.equal(union, grid.reshape(B, Hkv, n_rep, 3, -1).any(2).any(2))
+    assert torch.all(out[0, 0, :bs] == 0) and torch.all(torch.isneginf(lse[0, 0, :bs]))

@@ -130,19 +130,45 @@ class SparseDCache(StaticSplitMethod):
         block, blocks, grid = self.patterns[layer]
         if block != where.block:
             raise RuntimeError("SparseD on the cache: a cached step without its block's dense first step")
-        idx = torch.cat([torch.arange(int(s), int(s + n), device=k.device) for s, n in zip(blocks.start, blocks.length,
-                                                                                            strict=True)])
-        bid = torch.repeat_interleave(torch.arange(len(blocks.start), device=k.device), blocks.length)
-        B, Hq, Lq, _ = q.shape
-        qb = torch.arange(Lq, device=q.device) // self.s.block_size
-        mask = grid[:, :, qb][..., bid]  # [B, Hq, Lq, S]
-        if key_valid is not None:
-            mask = mask & key_valid[:, None, None, idx]
-        out, lse = attention_lse(q, k[:, :, idx], v[:, :, idx], mask)
-        n_kv = k.shape[1]
-        union = grid.reshape(B, n_kv, Hq // n_kv, *grid.shape[2:]).any(2).any(2)  # [B, Hkv, nK]
+        out, lse, union = gathered_block_attention(q, k, v, key_valid, blocks, grid, self.s.block_size)
         loaded = (union.float() * blocks.length[None, None].float()).sum(-1)
         return out, lse, loaded
+
+
+def gathered_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor | None,
+                             blocks: KeyBlocks, grid: torch.Tensor, bs: int,
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attention of ``q`` [B, Hq, Lq, D] to the cached key blocks ``grid`` [B, Hq, nQ, nK] keeps: (out, LSE,
+    the union [B, Hkv, nK] of the blocks each K/V head serves).
+
+    Only the union's blocks are gathered (per K/V head, padded to the longest union), so the work and the
+    mask scale with the kept keys, not with the whole cache; each query block then masks the union down to
+    its own blocks. Same function as masking every cached key (``tests/test_cached_methods.py``)."""
+    B, Hq, Lq, D = q.shape
+    Hkv = k.shape[1]
+    n_rep = Hq // Hkv
+    dev = k.device
+    union = grid.reshape(B, Hkv, n_rep, *grid.shape[2:]).any(2).any(2)  # [B, Hkv, nK]
+    m = max(1, int(union.sum(-1).max()))
+    # the union's block ids first (stable order), then padding blocks that the mask drops
+    order = torch.sort((~union).to(torch.int8), dim=-1, stable=True).indices[..., :m]  # [B, Hkv, M]
+    kept = torch.gather(union, -1, order)
+    off = torch.arange(bs, device=dev)
+    tok = blocks.start[order][..., None] + off  # [B, Hkv, M, bs] canvas rows
+    tok_ok = kept[..., None] & (off < blocks.length[order][..., None])
+    if key_valid is not None:
+        tok_ok = tok_ok & torch.gather(key_valid[:, None].expand(B, Hkv, -1), 2,
+                                       tok.clamp(max=key_valid.shape[1] - 1).reshape(B, Hkv, -1)).reshape(tok.shape)
+    tok = torch.where(tok_ok, tok, torch.zeros_like(tok)).reshape(B, Hkv, m * bs)
+    kg = torch.gather(k, 2, tok[..., None].expand(-1, -1, -1, k.shape[-1]))
+    vg = torch.gather(v, 2, tok[..., None].expand(-1, -1, -1, v.shape[-1]))
+    # per query head and query block: which of its K/V head's gathered blocks it keeps
+    qb = torch.arange(Lq, device=dev) // bs
+    order_q = order.repeat_interleave(n_rep, dim=1)  # [B, Hq, M]
+    keep = torch.gather(grid, -1, order_q[:, :, None].expand(-1, -1, grid.shape[2], -1))  # [B, Hq, nQ, M]
+    mask = keep[:, :, qb, :, None] & tok_ok.repeat_interleave(n_rep, dim=1)[:, :, None]  # [B, Hq, Lq, M, bs]
+    out, lse = attention_lse(q, kg, vg, mask.reshape(B, Hq, Lq, m * bs))
+    return out, lse, union
 
 
 METHOD = MethodSpec("sparsed_cache", SparseDCacheSettings, SparseDCache,
