@@ -39,7 +39,10 @@ nb = start("tables")
 paper = paper_numbers()
 card = tb.accuracy_table("results/small_dlm/ruler_stage3_n50.json")
 caches = tb.accuracy_table("results/cache_small/accuracy_h200.json")
-lat = {s: tb.latency_table(f"results/latency/h200_{s}.json") for s in ("llada8b", "dream7b")}
+# every H200 run of a shape: a later run's lengths (Dream 4k-32k, the FA4 run at LLaDA 4k) replace earlier ones
+LATENCY_RUNS = {"llada8b": ["h200_llada8b.json", "h200_llada8b_4k_fa4_validation.json"],
+                "dream7b": ["h200_dream7b.json", "h200_dream7b_4k32k.json"]}
+lat = {s: tb.latency_table(*(f"results/latency/{f}" for f in files)) for s, files in LATENCY_RUNS.items()}
 kernels = tb.kernel_speedups()
 md: list[str] = []
 
@@ -141,7 +144,7 @@ fig, axes = plt.subplots(1, 3, figsize=(17, 4.2), layout="constrained")
 L = sorted(lat["llada8b"].by_length)
 xk = [f"{n // 1024}k" for n in L]
 ours4 = lat["llada8b"].by_length
-for key, label, color in (("fastest_dense", "dense (cuDNN SDPA)", "k"), ("sparsed", "SparseD", "C3"),
+for key, label, color in (("fastest_dense", "fastest dense", "k"), ("sparsed", "SparseD", "C3"),
                           ("streaming_llm", "StreamingLLM", "C2"), ("prefix_dense", "prefix cache (Fast-dLLM)", "C1")):
     axes[0].plot(xk, [ours4[n][key] for n in L], marker="o", color=color, label=f"ours {label}")
 for key, label, color in (("dense", "FlashAttention", "k"), ("sparsed", "SparseD", "C3"),
@@ -154,9 +157,18 @@ axes[0].set_title(f"LLaDA-8B: ours {lat['llada8b'].device} (random weights), pap
 axes[0].legend(fontsize=7)
 sp = [ours4[n]["fastest_dense"] / ours4[n]["sparsed"] for n in L]
 pf = paper["fig4"]["llada"]
-axes[1].plot(xk, sp, marker="o", color="C3", label=f"ours LLaDA-8B ({lat['llada8b'].device})")
-axes[1].plot(list(pf["dense"]), [pf["dense"][k] / pf["sparsed"][k] for k in pf["dense"]], "s--", color="C3", alpha=0.5,
-             label="paper LLaDA-1.5 (A800)")
+for shape, fam, color in (("llada8b", "llada", "C3"), ("dream7b", "dream", "C0")):
+    ours = lat[shape].by_length
+    Ls = sorted(ours)
+    axes[1].plot([f"{n // 1024}k" for n in Ls], [ours[n]["fastest_dense"] / ours[n]["sparsed"] for n in Ls], marker="o",
+                 color=color, label=f"ours {shape}, Flex ({lat[shape].device})")
+    fa4 = [n for n in Ls if "sparsed_fa4" in ours[n]]
+    if fa4:
+        axes[1].plot([f"{n // 1024}k" for n in fa4], [ours[n]["fastest_dense"] / ours[n]["sparsed_fa4"] for n in fa4],
+                     marker="D", ls="-.", color=color, alpha=0.8, label=f"ours {shape}, FA4 block-sparse")
+    pff = paper["fig4"][fam]
+    axes[1].plot(list(pff["dense"]), [pff["dense"][k] / pff["sparsed"][k] for k in pff["dense"]], "s--", color=color,
+                 alpha=0.5, label=f"paper {fam} (A800)")
 ks = kernels["by_length"]
 axes[1].plot([f"{n // 1024}k" for n in ks], [v["fa4_sparse"] for v in ks.values()], "^:", color="C4",
              label=f"attention kernel only, FA4 block-sparse ({kernels['device']})")
@@ -184,6 +196,17 @@ md.append("### Figure 4 (LLaDA-8B, T = 128, s per generation)\n\n" + tb.markdown
     [[k, pf["dense"].get(k, "-"), pf["sparsed"].get(k, "-"), ours4[n]["fastest_dense"], ours4[n]["sparsed"],
       round(ours4[n]["fastest_dense"] / ours4[n]["sparsed"], 2),
       round(pf["dense"][k] / pf["sparsed"][k], 2) if k in pf["dense"] else "-"] for n, k in zip(L, xk, strict=True)]))
+
+ourd = lat["dream7b"].by_length
+pfd = paper["fig4"]["dream"]
+md.append("### Figure 4 (Dream-7B, T = 128, s per generation; SparseD's fastest kernel where FA4 was measured)\n\n"
+          + tb.markdown_table(
+              ["context", "paper dense (A800)", "paper SparseD", f"ours fastest dense ({lat['dream7b'].device})",
+               "ours SparseD Flex", "ours SparseD FA4", "ours speed-up (best)", "paper speed-up"],
+              [[f"{n // 1024}k", pfd["dense"].get(f"{n // 1024}k", "-"), pfd["sparsed"].get(f"{n // 1024}k", "-"),
+                ourd[n]["fastest_dense"], ourd[n]["sparsed"], ourd[n].get("sparsed_fa4", "-"),
+                round(ourd[n]["fastest_dense"] / min(ourd[n]["sparsed"], ourd[n].get("sparsed_fa4", 1e9)), 2),
+                round(pfd["dense"][f"{n // 1024}k"] / pfd["sparsed"][f"{n // 1024}k"], 2)] for n in sorted(ourd)]))
 
 # %%
 (nb.out / "tables.md").write_text("\n\n".join(md) + "\n")

@@ -194,6 +194,16 @@ def test_ablation_latency_composition_matches_the_benchmark_s_own():
     assert comp["no_skip"] < comp["sparsed"] < comp["dense"] < comp["no_reuse"]
 
 
+def test_latency_runs_merge_by_length_and_keep_figure_5_from_the_64k_run():
+    lat = tb.latency_table("results/latency/h200_dream7b.json", "results/latency/h200_dream7b_4k32k.json")
+    assert sorted(lat.by_length) == [4096, 8192, 16384, 32768, 65536]
+    assert "sparsed_fa4" in lat.by_length[4096] and "sparsed_fa4" not in lat.by_length[65536]
+    assert sorted(lat.by_steps) == [64, 128, 256, 512, 1024]  # the 32k run's own sweep is not Figure 5
+    assert lat.by_steps[128]["fastest_dense"] == pytest.approx(lat.by_length[65536]["fastest_dense"])
+    with pytest.raises(ValueError, match="shape"):
+        tb.latency_table("results/latency/h200_dream7b.json", "results/latency/h200_llada8b.json")
+
+
 def test_accuracy_tables_read_the_result_files():
     card = tb.accuracy_table("results/small_dlm/ruler_stage3_n50.json")
     assert card.average("2048", "dense", card.common_tasks("2048")) == pytest.approx(96.06, abs=0.01)

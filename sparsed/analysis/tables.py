@@ -62,12 +62,28 @@ class LatencyTable:
     steps: dict[int, dict[str, Any]]  # length -> measured per-step medians
 
 
-def latency_table(path: str) -> LatencyTable:
-    d = load(path)
-    (shape, by_length), = d["composed"].items()
-    return LatencyTable(path, d["device"]["name"], shape, {int(k): v for k, v in by_length.items()},
-                        {int(k): v for k, v in d["fig5"][shape].items()},
-                        {int(k): v for k, v in d["results"][shape].items()})
+def latency_table(*paths: str) -> LatencyTable:
+    """One model shape's latency from one or several ``bench_latency.py`` runs. A later run's length replaces
+    an earlier one's (each length's ratios stay within one run); Figure 5 comes from the run that reached
+    64k. ``source`` lists the files, ``device`` must be the same in all."""
+    shape, devices = None, set()
+    by_length: dict[int, dict[str, float]] = {}
+    steps: dict[int, dict[str, Any]] = {}
+    by_steps: dict[int, dict[str, float]] = {}
+    for path in paths:
+        d = load(path)
+        (name, comp), = d["composed"].items()
+        if shape not in (None, name):
+            raise ValueError(f"{path}: shape {name}, the earlier files are {shape}")
+        shape = name
+        devices.add(d["device"]["name"])
+        by_length |= {int(k): v for k, v in comp.items()}
+        steps |= {int(k): v for k, v in d["results"][name].items()}
+        if "65536" in comp and name in d.get("fig5", {}):
+            by_steps = {int(k): v for k, v in d["fig5"][name].items()}
+    if len(devices) != 1:
+        raise ValueError(f"latency runs on different devices: {sorted(devices)}")
+    return LatencyTable(", ".join(paths), devices.pop(), shape, dict(sorted(by_length.items())), by_steps, steps)
 
 
 def ablation_latency(step: dict[str, Any], steps: int = 128, skip: float = 0.2) -> dict[str, float]:
