@@ -6,7 +6,9 @@ each kind of step once per (model shape, length) and composes: a generation of T
 steps, its pattern-build step and its sparse steps (SparseD, compat=reference: steps 0..int(T*skip) dense,
 the pattern built at step int(T*skip)+1, sparse after), or per semi-AR block one refresh plus cached steps
 (Fast-dLLM's prefix cache with dense, LoSA, Quest or SparseD on the cache). The composition is checked
-against complete sampled generations at ``--validate-length`` (the error is reported).
+against complete sampled generations at ``--validate-length``, each after one untimed generation of the same
+setting (the error is reported). Where FlashAttention-4 imports, dense FA4 and SparseD with FA4's
+block-sparse kernel are measured too.
 
 Per step: CUDA events (or the host clock on a CPU) around the model forward plus the LM head over the
 block's rows, after warm-up (compilation and autotuning excluded and reported apart), median of
@@ -110,8 +112,13 @@ class Bench:
                         refresh=refresh, cached=cached, fresh=(lo, self.L), static=((0, lo),))
 
 
-def measure(model, name: str, length: int, timer: Timer, repeats: int, record) -> None:  # noqa: ANN001
-    """Every step kind of ``name`` at ``length``; ``record(key, value)`` stores each as it comes."""
+KINDS = ("dense", "sparsed", "streaming", "cache")
+
+
+def measure(model, name: str, length: int, timer: Timer, repeats: int, record,  # noqa: ANN001
+            kinds: tuple[str, ...] = KINDS) -> None:
+    """The step kinds of ``name`` at ``length`` (``kinds``: dense is always measured, the ratios need it);
+    ``record(key, value)`` stores each as it comes."""
     dev = model.device
     b = Bench(model, length, dev)
     backends = [x for x in ("cudnn", "flash", "fa3", "fa4") if x in available_dense_backends()] or ["auto"]
@@ -120,7 +127,7 @@ def measure(model, name: str, length: int, timer: Timer, repeats: int, record) -
         record(f"dense_{backend}", step_stats(timer, lambda m=m: b.forward(m), repeats, dev))
     # SparseD: the build step (dense + pattern) and the sparse steps, FlexAttention on the block grid, and
     # FA4's block-sparse kernel (its dense steps FA4 too) where FlashAttention-4 imports
-    for prefix, kernel_settings in sparsed_variants(backends).items():
+    for prefix, kernel_settings in (sparsed_variants(backends) if "sparsed" in kinds else {}).items():
         sp = build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK, "compat": "reference",
                                       **kernel_settings}, b.facts)
         sp.start(b.info())
@@ -137,15 +144,16 @@ def measure(model, name: str, length: int, timer: Timer, repeats: int, record) -
         record(f"{prefix}_sparse_step", step_stats(timer, lambda sp=sp: b.forward(sp), repeats, dev))
         record(f"{prefix}_sparse_density", sp.report()["density_mean"])
     # StreamingLLM: sinks + a window of half the length (the paper's Figure 4 setting)
-    st = build_method("streaming_llm", {"ws": length // 2, "sink_ratio": 0.1}, b.facts)
-    st.start(b.info())
-    st.set_step(0)
-    record("streaming_step", step_stats(timer, lambda: b.forward(st), repeats, dev))
+    if "streaming" in kinds:
+        st = build_method("streaming_llm", {"ws": length // 2, "sink_ratio": 0.1}, b.facts)
+        st.start(b.info())
+        st.set_step(0)
+        record("streaming_step", step_stats(timer, lambda: b.forward(st), repeats, dev))
     # the block cache: a refresh (full forward filling the cache) and the cached step of each block
     cached_methods = {"prefix_dense": ("dense", {}), "prefix_losa": ("losa", {"budget": 256}),
                       "prefix_quest": ("quest", {"budget": 256}),
                       "prefix_sparsed_cache": ("sparsed_cache", {"select": SELECT, "block_size": SP_BLOCK})}
-    for key, (method_name, settings) in cached_methods.items():
+    for key, (method_name, settings) in (cached_methods if "cache" in kinds else {}).items():
         m = build_method(method_name, settings, b.facts)
         m.start(b.info())
         kv = KVCache(length)
@@ -238,7 +246,8 @@ def compose(r: dict[str, Any], steps: int) -> dict[str, float]:
         if f"{prefix}_build_step" in r and d_steps is not None:
             out[prefix] = round(build * d_steps + r[f"{prefix}_build_step"]["median_s"]
                                 + sparse_steps * r[f"{prefix}_sparse_step"]["median_s"], 3)
-    out["streaming_llm"] = round(steps * r["streaming_step"]["median_s"], 3)
+    if "streaming_step" in r:
+        out["streaming_llm"] = round(steps * r["streaming_step"]["median_s"], 3)
     per_block = steps // (GEN // BLOCK)
     for key in ("prefix_dense", "prefix_losa", "prefix_quest", "prefix_sparsed_cache"):
         if key in r:
@@ -287,6 +296,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--validate-length", type=int, default=4096)
     ap.add_argument("--fig5-steps", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
+                    help="step kinds to measure (dense always): e.g. --kinds dense sparsed for a quick kernel rerun")
     ap.add_argument("--tiny", action="store_true", help="tiny random models (a CPU smoke run of this script)")
     ap.add_argument("--deadline-s", type=float, default=None)
     ap.add_argument("--validate-only", action="store_true", help="only the complete generations (compare offline)")
@@ -321,7 +332,8 @@ def main() -> None:
             try:
                 if length == min(args.lengths):
                     record("checks_rel_error_vs_dense", checks(model, length))
-                measure(model, shape, length, timer, args.repeats if length <= 16384 else min(2, args.repeats), record)
+                measure(model, shape, length, timer, args.repeats if length <= 16384 else min(2, args.repeats), record,
+                        tuple(args.kinds))
             except torch.OutOfMemoryError as exc:
                 data["notes"].append(f"{shape} L={length}: out of memory ({str(exc)[:120]})")
                 torch.cuda.empty_cache()

@@ -54,6 +54,16 @@ def load(paths: list[str]) -> dict[str, Any]:
     return merged
 
 
+def save_png(fig, path: Path) -> None:  # noqa: ANN001 - a matplotlib Figure
+    """A 64-colour palette PNG: a quarter of the RGB file's size for line plots (the repository is size-capped)."""
+    fig.savefig(path, dpi=110)
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)
+
+
 def plot(data: dict[str, Any], out: Path) -> None:
     import matplotlib
 
@@ -79,7 +89,7 @@ def plot(data: dict[str, Any], out: Path) -> None:
         ax.set_title(f"{shape} shape, H200 (composed from measured steps)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "figure4.png", dpi=110)
+    save_png(fig, out / "figure4.png")
     plt.close(fig)
     fig, axes = plt.subplots(1, len(data["fig5"]) or 1, figsize=(7 * max(1, len(data["fig5"])), 4.2), squeeze=False)
     for ax, (shape, by_t) in zip(axes[0], sorted(data["fig5"].items()), strict=False):
@@ -100,8 +110,13 @@ def plot(data: dict[str, Any], out: Path) -> None:
         ax.set_title(f"{shape} shape, H200; paper: {PAPER_FIG5_SPEEDUP.get(shape)} speed-up vs FA2 at T=128/1024")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "figure5.png", dpi=110)
+    save_png(fig, out / "figure5.png")
     plt.close(fig)
+
+
+def length_label(L: int | str) -> str:
+    n = int(L)
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
 def fastest_dense_name(c: dict[str, float]) -> str:
@@ -151,7 +166,7 @@ def targets(data: dict[str, Any]) -> list[str]:
                  for L in ("4096", "8192") if L in comp]
         if short:
             worst = min(short, key=lambda x: x[1])
-            rows.append(("end to end, 4k and 8k", "; ".join(f"{int(L) // 1024}k {v:.2f}x ({k})" for L, v, k in short),
+            rows.append(("end to end, 4k and 8k", "; ".join(f"{length_label(L)} {v:.2f}x ({k})" for L, v, k in short),
                          ">= 1.0x", worst[1] >= 1.0, "SparseD's fastest kernel in each run"))
         if top in res:
             r = res[top]
@@ -188,7 +203,7 @@ def table(data: dict[str, Any], validation: dict[str, Any] | None) -> str:
             paper = PAPER_FIG4.get(shape, {}).get(int(L))
             cells = [f"{c[k]:.1f}" if c.get(k) is not None else "-" for k, _ in METHODS]
             ratio = lambda k, c=c: "-" if not c.get(k) else f"**{c['fastest_dense'] / c[k]:.2f}x**"  # noqa: E731
-            lines.append(f"| {int(L) // 1024}k | " + " | ".join(cells) + f" | {fastest_dense_name(c)} | {ratio('sparsed')} "
+            lines.append(f"| {length_label(L)} | " + " | ".join(cells) + f" | {fastest_dense_name(c)} | {ratio('sparsed')} "
                          f"| {ratio('sparsed_fa4')} | {ratio('prefix_sparsed_cache')} | "
                          + ("-" if not paper else f"{paper[0] / paper[2]:.2f}x")
                          + f" | `{data['source'].get(shape, {}).get(L, '?')}` |")
@@ -212,7 +227,7 @@ def table(data: dict[str, Any], validation: dict[str, Any] | None) -> str:
 
             pattern = (r["sparsed_build_step"]["median_s"] - r["dense_cudnn"]["median_s"]) if "dense_cudnn" in r else None
             kv = lambda k, r=r: "-" if not r.get(k) or r[k].get("kv_density") is None else f"{100 * r[k]['kv_density']:.1f} %"  # noqa: E731
-            lines.append(f"| {int(L) // 1024}k | {s('dense_cudnn')} | {s('dense_flash')} | {s('sparsed_build_step')} | "
+            lines.append(f"| {length_label(L)} | {s('dense_cudnn')} | {s('dense_flash')} | {s('sparsed_build_step')} | "
                          f"{s('sparsed_sparse_step')} | {'-' if pattern is None else f'{pattern:.2f}'} | {s('streaming_step')} | "
                          f"{'-' if not r.get('prefix_dense') else r['prefix_dense']['blocks'][0]['refresh']['median_s']:.3} | "
                          f"{cached('prefix_dense')} | {cached('prefix_losa')} | {cached('prefix_quest')} | "
@@ -228,7 +243,7 @@ def table(data: dict[str, Any], validation: dict[str, Any] | None) -> str:
                 if (first.get("refresh") or {}).get("peak_gib") is not None:
                     peaks[k + "_refresh"] = first["refresh"]["peak_gib"]
         if peaks:
-            lines += [f"Peak GPU memory at {int(top) // 1024}k (GiB, `torch.cuda.max_memory_allocated` over each step "
+            lines += [f"Peak GPU memory at {length_label(top)} (GiB, `torch.cuda.max_memory_allocated` over each step "
                       "kind; weights included): " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()), ""]
         if shape in data["fig5"]:
             lines += ["Figure 5 (64k, composed): T -> fastest dense / SparseD (fastest kernel) seconds (speed-up): "
@@ -238,7 +253,7 @@ def table(data: dict[str, Any], validation: dict[str, Any] | None) -> str:
     if validation:
         L = next(iter(validation.get("composed", {}).get("llada8b", {})), "4096")
         warm = "--no-validate-warmup" not in (validation.get("command") or "")
-        lines += [f"## Composition check (complete generations at {int(L) // 1024}k, LLaDA-8B shape, T = 128)", "",
+        lines += [f"## Composition check (complete generations at {length_label(L)}, LLaDA-8B shape, T = 128)", "",
                   f"    {validation.get('command')}", ""]
         for key, v in validation.get("validation", {}).get("llada8b", {}).items():
             c = v.get("composed_s")

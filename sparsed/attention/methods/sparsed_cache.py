@@ -123,6 +123,8 @@ class SparseDCache(StaticSplitMethod):
         info = self.info
         prompt = info.prompt_length if info is not None else 0
         blocks = key_blocks(static, self.s.block_size, prompt, k.device)
+        if not len(blocks.start):  # nothing cached yet (an empty prompt's first block): nothing to select
+            return
         imp = block_importance(q, k, key_valid, blocks, self.s.block_size)
         self.patterns[layer] = (where.block, blocks, select_key_blocks(imp, blocks, self.s))
 
