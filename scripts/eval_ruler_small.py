@@ -97,6 +97,8 @@ def _rows() -> dict[str, Row]:
         rows[f"sparsed_cache_b{b}"] = Row("sparsed_cache", {"budget": b, "block_size": 32}, cache="prefix")
         rows[f"losa5_b{b}"] = Row("losa", {"budget": b}, cache="prefix")
         rows[f"losa50_b{b}"] = Row("losa", {"budget": b, "active_fraction": 0.5}, cache="prefix")
+        # one page selection per K/V group (the group's mean query) instead of one per query head
+        rows[f"losa5g_b{b}"] = Row("losa", {"budget": b, "gqa": "group_mean"}, cache="prefix")
     return rows
 
 
