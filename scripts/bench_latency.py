@@ -128,8 +128,7 @@ def measure(model, name: str, length: int, timer: Timer, repeats: int, record,  
     # SparseD: the build step (dense + pattern) and the sparse steps, FlexAttention on the block grid, and
     # FA4's block-sparse kernel (its dense steps FA4 too) where FlashAttention-4 imports
     for prefix, kernel_settings in (sparsed_variants(backends) if "sparsed" in kinds else {}).items():
-        sp = build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK, "compat": "reference",
-                                      **kernel_settings}, b.facts)
+        sp = build_method("sparsed", sparsed_settings(kernel_settings), b.facts)
         sp.start(b.info())
         build, first_sparse = sp.schedule(128)
 
@@ -187,12 +186,18 @@ def measure(model, name: str, length: int, timer: Timer, repeats: int, record,  
         record(key, {"blocks": blocks, "measured": per_block, "kv_density": rep.get("kv_density")})
 
 
+# result-key prefix -> SparseD's kernel settings: Flex (dense steps: SDPA's choice, cuDNN on CUDA) and FA4's
+# block-sparse kernel with FA4 dense steps; a variant runs where its dense backend exists
+SPARSED_VARIANTS: dict[str, dict[str, str]] = {"sparsed": {}, "sparsed_fa4": {"kernel": "fa4", "dense_backend": "fa4"}}
+
+
 def sparsed_variants(backends: list[str]) -> dict[str, dict[str, str]]:
-    """Result-key prefix -> SparseD kernel settings: Flex always, FA4 block-sparse where FA4 imports."""
-    out = {"sparsed": {}}
-    if "fa4" in backends:
-        out["sparsed_fa4"] = {"kernel": "fa4", "dense_backend": "fa4"}
-    return out
+    return {k: v for k, v in SPARSED_VARIANTS.items() if v.get("dense_backend", "auto") in ("auto", *backends)}
+
+
+def sparsed_settings(kernel_settings: dict[str, str]) -> dict[str, Any]:
+    """SparseD's long-context setting (the released schedule) with one variant's kernels."""
+    return {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK, "compat": "reference", **kernel_settings}
 
 
 def checks(model, length: int) -> dict[str, float]:  # noqa: ANN001
@@ -241,8 +246,10 @@ def compose(r: dict[str, Any], steps: int) -> dict[str, float]:
     build = int(steps * SKIP) + 1
     sparse_steps = steps - build - 1
     d_auto = r.get("dense_cudnn", r.get("dense_auto", {"median_s": dense}))["median_s"]
-    # each SparseD variant's dense steps use its own dense kernel (Flex rows: SDPA auto = cuDNN; FA4 rows: FA4)
-    for prefix, d_steps in (("sparsed", d_auto), ("sparsed_fa4", r.get("dense_fa4", {}).get("median_s"))):
+    # each SparseD variant's dense steps use its own dense kernel
+    for prefix, settings in SPARSED_VARIANTS.items():
+        backend = settings.get("dense_backend")
+        d_steps = d_auto if backend is None else r.get(f"dense_{backend}", {}).get("median_s")
         if f"{prefix}_build_step" in r and d_steps is not None:
             out[prefix] = round(build * d_steps + r[f"{prefix}_build_step"]["median_s"]
                                 + sparse_steps * r[f"{prefix}_sparse_step"]["median_s"], 3)
@@ -270,13 +277,11 @@ def validate(model, length: int, timer: Timer, warmup: bool = True, record=None)
     out = {}
     backend = "cudnn" if model.device.type == "cuda" else "flash"
     runs = {f"dense_{backend}": (build_method("dense", {"backend": backend}), None),
-            "sparsed": (build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK}, b.facts),
-                        None),
             "prefix_dense": (build_method("dense"), build_cache("prefix"))}
-    if model.device.type == "cuda" and "fa4" in available_dense_backends():
-        runs["dense_fa4"] = (build_method("dense", {"backend": "fa4"}), None)
-        runs["sparsed_fa4"] = (build_method("sparsed", {"skip": SKIP, "select": SELECT, "block_size": SP_BLOCK,
-                                                        "kernel": "fa4", "dense_backend": "fa4"}, b.facts), None)
+    for prefix, settings in sparsed_variants(available_dense_backends()).items():
+        if "dense_backend" in settings:  # the variant's own dense kernel, complete too
+            runs[f"dense_{settings['dense_backend']}"] = (build_method("dense", {"backend": settings["dense_backend"]}), None)
+        runs[prefix] = (build_method("sparsed", sparsed_settings(settings), b.facts), None)
     for key, (method, cache) in runs.items():
         if model.args.arch != "llada":
             break
