@@ -202,7 +202,8 @@ def sparsed_settings(kernel_settings: dict[str, str]) -> dict[str, Any]:
 
 def checks(model, length: int) -> dict[str, float]:  # noqa: ANN001
     """Relative errors (vs dense on the same canvas) of the paths that must be exact: a cached step, and
-    SparseD / LoSA / Quest / SparseD-on-cache with everything selected. bf16 lands near 1e-2 at most."""
+    SparseD / LoSA / Quest / SparseD-on-cache with everything selected. In bf16 over 32 random layers these land near
+    4e-2 (H200 runs: 0.032-0.047), from summation order alone; float64 exactness is in the tests."""
     b = Bench(model, length, model.device)
     lo = b.P
     full = b.forward(None).float()
